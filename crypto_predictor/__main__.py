@@ -1,0 +1,4 @@
+from crypto_predictor.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Configuration read from the environment, with defaults that work on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MARKET_SOURCES = ("binance", "coingecko", "csv")
+
+
+def _env(environ, name, default):
+    value = environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _float(environ, name, default):
+    try:
+        return float(_env(environ, name, default))
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {environ.get(name)!r}") from exc
+
+
+def _int(environ, name, default):
+    try:
+        return int(_env(environ, name, default))
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {environ.get(name)!r}") from exc
+
+
+class Config:
+    """Settings for the app, the CLIs and the jobs.
+
+    Values are read when an instance is made (not at import), so a process can
+    change its environment first; upper-case names let Flask load it with
+    ``app.config.from_object``.
+    """
+
+    TESTING = False
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        self.DATABASE_URL = _env(
+            env, "DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'instance' / 'crypto_predictor.db'}"
+        )
+        self.MODELS_DIR = _env(env, "MODELS_DIR", str(PROJECT_ROOT / "improved_models"))
+        self.MARKET_DATA_SOURCE = _env(env, "MARKET_DATA_SOURCE", "binance").lower()
+        if self.MARKET_DATA_SOURCE not in MARKET_SOURCES:
+            raise ValueError(
+                f"MARKET_DATA_SOURCE must be one of {', '.join(MARKET_SOURCES)}, "
+                f"got {self.MARKET_DATA_SOURCE!r}"
+            )
+        self.MARKET_DATA_DIR = _env(env, "MARKET_DATA_DIR", "")
+        self.COINGECKO_API_KEY = _env(env, "COINGECKO_API_KEY", "")
+        # "demo" keys use the public host and header; "pro" keys use the pro host.
+        self.COINGECKO_API_PLAN = _env(env, "COINGECKO_API_PLAN", "demo").lower()
+        self.BINANCE_BASE_URL = _env(env, "BINANCE_BASE_URL", "https://api.binance.com")
+        default_cg = (
+            "https://pro-api.coingecko.com/api/v3"
+            if self.COINGECKO_API_PLAN == "pro"
+            else "https://api.coingecko.com/api/v3"
+        )
+        self.COINGECKO_BASE_URL = _env(env, "COINGECKO_BASE_URL", default_cg)
+        self.HTTP_CONNECT_TIMEOUT = _float(env, "HTTP_CONNECT_TIMEOUT", 3.05)
+        self.HTTP_READ_TIMEOUT = _float(env, "HTTP_READ_TIMEOUT", 10.0)
+        self.HTTP_RETRIES = _int(env, "HTTP_RETRIES", 4)
+        self.HTTP_BACKOFF = _float(env, "HTTP_BACKOFF", 0.5)
+        # A provider asking us to wait longer than this is treated as unavailable.
+        self.HTTP_MAX_RETRY_AFTER = _float(env, "HTTP_MAX_RETRY_AFTER", 30.0)
+        self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.isupper()}
+
+
+class TestConfig(Config):
+    """Fast, local settings for tests: short timeouts, tiny backoff, no live source."""
+
+    TESTING = True
+
+    def __init__(self, environ=None, **overrides):
+        super().__init__({} if environ is None else environ)
+        self.DATABASE_URL = "sqlite://"
+        self.MARKET_DATA_SOURCE = "csv"
+        self.HTTP_CONNECT_TIMEOUT = 1.0
+        self.HTTP_READ_TIMEOUT = 1.0
+        self.HTTP_RETRIES = 2
+        self.HTTP_BACKOFF = 0.01
+        self.HTTP_MAX_RETRY_AFTER = 2.0
+        for key, value in overrides.items():
+            setattr(self, key, value)

@@ -1,0 +1,45 @@
+"""Engine factory and the metadata every table is declared on.
+
+SQLite (WAL) is the default; PostgreSQL works through DATABASE_URL. Nothing
+here or in the tables is SQLite-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+metadata = MetaData()
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str):
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, future=True)
+    if parsed.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see a different empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def init_db(engine) -> list[str]:
+    """Create every table that does not exist yet; returns the table names. Idempotent."""
+    import crypto_predictor.market.store  # noqa: F401  (declares its tables on metadata)
+
+    metadata.create_all(engine, checkfirst=True)
+    return sorted(metadata.tables)

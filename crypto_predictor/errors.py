@@ -1,0 +1,71 @@
+"""One small hierarchy of domain errors.
+
+Only the API layer turns these into HTTP responses; each class carries the status
+and machine-readable code it maps to so that mapping lives in one place.
+"""
+
+
+class CryptoPredictorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    http_status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(CryptoPredictorError):
+    http_status = 400
+    code = "invalid_input"
+
+
+class UnknownSymbol(InvalidInput):
+    http_status = 404
+    code = "unknown_symbol"
+
+
+class UnknownTimeframe(InvalidInput):
+    code = "unknown_timeframe"
+
+
+class MarketDataUnavailable(CryptoPredictorError):
+    """A provider could not give us data; ``reason`` is the provider's own words."""
+
+    http_status = 503
+    code = "market_data_unavailable"
+
+    def __init__(self, message: str, provider: str = "", reason: str = "", **details):
+        super().__init__(message, provider=provider, reason=reason, **details)
+        self.provider = provider
+        self.reason = reason
+
+
+class ProviderBanned(MarketDataUnavailable):
+    """Binance answered 418: the IP is banned; retrying only extends the ban."""
+
+    code = "provider_banned"
+
+
+class DataNotFound(CryptoPredictorError):
+    http_status = 404
+    code = "data_not_found"
+
+
+class NotFittedError(CryptoPredictorError, ValueError):
+    code = "not_fitted"
+
+
+class UnknownModelKind(InvalidInput):
+    code = "unknown_model_kind"
+
+
+class ModelNotFound(CryptoPredictorError):
+    http_status = 404
+    code = "model_not_found"
+
+
+class BundleIntegrityError(CryptoPredictorError):
+    code = "bundle_integrity"

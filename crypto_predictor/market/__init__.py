@@ -1,0 +1,24 @@
+"""Market data: provider clients, validation and the candle store."""
+
+from crypto_predictor.errors import InvalidInput
+from crypto_predictor.config import MARKET_SOURCES
+
+
+def get_source(name: str, config, data_dir=None):
+    """The source called ``name``: binance, coingecko or csv (which needs a directory)."""
+    if name == "binance":
+        from crypto_predictor.market.binance import BinanceSource
+
+        return BinanceSource(config)
+    if name == "coingecko":
+        from crypto_predictor.market.coingecko import CoinGeckoSource
+
+        return CoinGeckoSource(config)
+    if name == "csv":
+        from crypto_predictor.market.csvdir import CsvSource
+
+        directory = data_dir or config.MARKET_DATA_DIR
+        if not directory:
+            raise InvalidInput("the csv source needs a directory: --data-dir or MARKET_DATA_DIR")
+        return CsvSource(directory)
+    raise InvalidInput(f"unknown market data source {name!r}; valid: {', '.join(MARKET_SOURCES)}")
