@@ -77,6 +77,7 @@ class TestConfig(Config):
     """Fast, local settings for tests: short timeouts, tiny backoff, no live source."""
 
     TESTING = True
+    __test__ = False  # not a pytest test class despite the name
 
     def __init__(self, environ=None, **overrides):
         super().__init__({} if environ is None else environ)

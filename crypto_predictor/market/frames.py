@@ -23,7 +23,8 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
         if col not in out:
             out[col] = float("nan")
     out = out[CANDLE_COLUMNS]
-    out["open_time"] = pd.to_datetime(out["open_time"], utc=True)
+    # pandas 3 infers the unit (s/ms/us) from the input; pin ns so epoch arithmetic is uniform.
+    out["open_time"] = pd.to_datetime(out["open_time"], utc=True).dt.as_unit("ns")
     for col in CANDLE_COLUMNS[1:]:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     return out.reset_index(drop=True)
@@ -47,4 +48,9 @@ def to_utc(value) -> pd.Timestamp:
 
 
 def to_ms(value) -> int:
-    return int(to_utc(value).value // 1_000_000)
+    return int(to_utc(value).as_unit("ns").value // 1_000_000)
+
+
+def epoch_ms(times: pd.Series) -> pd.Series:
+    """Epoch milliseconds of a UTC datetime series, whatever its unit."""
+    return times.dt.as_unit("ns").astype("int64") // 1_000_000

@@ -12,6 +12,7 @@ import logging
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from crypto_predictor.errors import MarketDataUnavailable
@@ -85,6 +86,18 @@ def get_json(session, provider: str, url: str, *, params=None, headers=None, tim
     except requests.exceptions.RetryError as exc:
         raise MarketDataUnavailable(
             f"{provider}: gave up after retries: {exc}", provider=provider, reason=str(exc)
+        ) from exc
+    except requests.exceptions.ConnectionError as exc:
+        # Read timeouts that exhausted the retries surface as ConnectionError(MaxRetryError(ReadTimeoutError)).
+        inner = getattr(exc.args[0], "reason", None) if exc.args else None
+        if not isinstance(inner, ReadTimeoutError):
+            raise MarketDataUnavailable(
+                f"{provider}: could not connect to {url}: {exc.__class__.__name__}",
+                provider=provider, reason=str(exc),
+            ) from exc
+        raise MarketDataUnavailable(
+            f"{provider}: no answer within {timeout[1]}s (after retries)",
+            provider=provider, reason="timeout",
         ) from exc
     except requests.exceptions.Timeout as exc:
         raise MarketDataUnavailable(

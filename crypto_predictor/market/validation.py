@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.market.frames import CANDLE_COLUMNS
+from crypto_predictor.market.frames import CANDLE_COLUMNS, epoch_ms
 from crypto_predictor.symbols import INTERVALS_MS
 
-# A wick reaching 50% beyond the body, or a 40% move between closes, is flagged.
+# A wick reaching 50% beyond the body, or a 40% move within or between candles, is flagged.
 WICK_RATIO_LIMIT = 1.5
-CLOSE_MOVE_LIMIT = np.log(1.4)
+MOVE_LIMIT = np.log(1.4)
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _rejection_reasons(frame: pd.DataFrame, step_ms: int) -> pd.Series:
         ("low above min(open, close)", lo > np.minimum(o, c)),
         ("negative volume", v < 0),
         ("open time not aligned to interval",
-         frame["open_time"].notna() & (frame["open_time"].astype("int64") // 1_000_000 % step_ms != 0)),
+         frame["open_time"].notna() & (epoch_ms(frame["open_time"].fillna(pd.Timestamp(0, tz="UTC"))) % step_ms != 0)),
     ]
     reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
     for reason, mask in reversed(checks):  # reversed so the first check wins
@@ -62,20 +62,26 @@ def _rejection_reasons(frame: pd.DataFrame, step_ms: int) -> pd.Series:
 
 
 def _outliers(frame: pd.DataFrame) -> pd.Series:
-    body_hi = np.maximum(frame["open"], frame["close"])
-    body_lo = np.minimum(frame["open"], frame["close"])
+    """Why each row looks extreme (None if it does not); later checks overwrite earlier ones."""
+    o, h, lo, c = (frame[k] for k in ("open", "high", "low", "close"))
+    body_hi, body_lo = np.maximum(o, c), np.minimum(o, c)
+    checks = [
+        ("close moved more than 40% from the previous close", np.log(c).diff().abs() > MOVE_LIMIT),
+        ("open more than 40% away from the previous close", np.log(o / c.shift(1)).abs() > MOVE_LIMIT),
+        ("open-to-close move of more than 40% within one candle", np.log(c / o).abs() > MOVE_LIMIT),
+        ("low wick more than 1/3 below the body", body_lo / lo > WICK_RATIO_LIMIT),
+        ("high wick more than 50% above the body", h / body_hi > WICK_RATIO_LIMIT),
+    ]
     why = pd.Series([None] * len(frame), index=frame.index, dtype="object")
-    jump = np.log(frame["close"]).diff().abs() > CLOSE_MOVE_LIMIT
-    why[jump.to_numpy()] = "close moved more than 40% from the previous close"
-    why[(body_lo / frame["low"] > WICK_RATIO_LIMIT).to_numpy()] = "low wick more than 1/3 below the body"
-    why[(frame["high"] / body_hi > WICK_RATIO_LIMIT).to_numpy()] = "high wick more than 50% above the body"
+    for reason, mask in checks:
+        why[mask.fillna(False).to_numpy()] = reason
     return why
 
 
 def _gaps(times: pd.Series, step_ms: int) -> list:
     if len(times) < 2:
         return []
-    ms = times.astype("int64").to_numpy() // 1_000_000
+    ms = epoch_ms(times).to_numpy()
     diffs = np.diff(ms)
     gaps = []
     for i in np.flatnonzero(diffs > step_ms):

@@ -1,0 +1,167 @@
+"""A small LSTM over a sliding window of the last ``lookback`` feature rows.
+
+TensorFlow is imported only inside this module's functions, when a network is
+built, trained or loaded: importing the models package (as the API does) must
+not pay TensorFlow's start-up or memory.
+
+Keeping the 2-D contract: ``predict(X)`` returns one value per row, where row i
+sees rows ``max(0, i - lookback + 1) .. i`` of X, left-padded by repeating the
+first row. To reproduce the prediction for the newest row exactly, pass at least
+``context_rows`` (= ``lookback``) trailing rows.
+
+Inference goes through one ``tf.function`` with a fixed input signature
+``(None, lookback, n_features)``: traced once, then about a millisecond for one
+window, where ``model.predict`` costs ~40 ms per call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from crypto_predictor.errors import InvalidInput
+from crypto_predictor.models.base import BaseModel, chronological_split
+
+WEIGHTS_FILE = "lstm.weights.h5"
+STATE_FILE = "lstm_scaling.npz"
+
+
+def _keras():
+    # Quiet TensorFlow's C++ start-up chatter unless the operator asked for it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    return tf, keras
+
+
+def windows(X: np.ndarray, lookback: int) -> np.ndarray:
+    """(n, lookback, f) float32 windows; window i ends at row i, left-padded with row 0."""
+    pad = np.repeat(X[:1], lookback - 1, axis=0)
+    padded = np.concatenate([pad, X]).astype(np.float32)
+    # sliding_window_view puts the window axis last: (n, f, lookback) -> (n, lookback, f)
+    view = np.lib.stride_tricks.sliding_window_view(padded, lookback, axis=0)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+class LSTMModel(BaseModel):
+    kind = "lstm"
+    QUICK_PARAMS = {"lookback": 8, "units": 8, "epochs": 3, "batch_size": 128, "patience": 2}
+    MIN_FIT_ROWS = 20
+
+    def __init__(
+        self,
+        lookback: int = 24,
+        units: int = 32,
+        dropout: float = 0.0,
+        epochs: int = 20,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        patience: int = 3,
+        validation_fraction: float = 0.15,
+        gap: int = 0,
+        seed: int = 0,
+    ):
+        self.lookback = lookback
+        self.units = units
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.gap = gap
+        self.seed = seed
+
+    @property
+    def context_rows(self) -> int:
+        return int(self.lookback)
+
+    def _build(self, n_features: int):
+        _, keras = _keras()
+        inputs = keras.Input(shape=(self.lookback, n_features), dtype="float32")
+        hidden = keras.layers.LSTM(self.units, dropout=self.dropout)(inputs)
+        output = keras.layers.Dense(1)(hidden)
+        return keras.Model(inputs, output)
+
+    def _fit(self, X, y):
+        if int(self.lookback) < 1:
+            raise InvalidInput(f"lookback must be >= 1, got {self.lookback}")
+        tf, keras = _keras()
+        # Seeds python, numpy and TensorFlow generators: weights init and shuffling repeat.
+        keras.utils.set_random_seed(int(self.seed))
+        fit_end, val_start = chronological_split(len(X), self.validation_fraction, self.gap)
+        # Scaling statistics from the fit part only; y is scaled too (returns are ~1e-2).
+        x_mean = X[:fit_end].mean(axis=0)
+        x_scale = X[:fit_end].std(axis=0)
+        x_scale[x_scale == 0] = 1.0
+        y_mean = float(y[:fit_end].mean())
+        y_scale = float(y[:fit_end].std()) or 1.0
+        W = windows((X - x_mean) / x_scale, self.lookback)
+        t = ((y - y_mean) / y_scale).astype(np.float32)
+
+        model = self._build(X.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate, clipnorm=1.0), loss="mse")
+        stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
+        history = model.fit(
+            W[:fit_end], t[:fit_end],
+            validation_data=(W[val_start:], t[val_start:]),
+            epochs=self.epochs, batch_size=self.batch_size, callbacks=[stop], verbose=0,
+        )
+        losses = history.history["val_loss"]
+        self.network_ = model
+        self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_ = x_mean, x_scale, y_mean, y_scale
+        self.epochs_run_ = len(losses)
+        self.best_val_loss_ = float(min(losses))
+        self._serve = None
+
+    def _serving_fn(self):
+        # Built lazily (and per instance) so that save/load and refit get a fresh trace.
+        if getattr(self, "_serve", None) is None:
+            tf, _ = _keras()
+            network = self.network_
+            spec = tf.TensorSpec((None, self.lookback, self.n_features_in_), tf.float32)
+
+            @tf.function(input_signature=[spec], reduce_retracing=True)
+            def serve(batch):
+                return network(batch, training=False)
+
+            self._serve = serve
+        return self._serve
+
+    def _run(self, W: np.ndarray) -> np.ndarray:
+        out = self._serving_fn()(W).numpy().reshape(-1).astype(np.float64)
+        return out * self.y_scale_ + self.y_mean_
+
+    def _scaled(self, X):
+        return (X - self.x_mean_) / self.x_scale_
+
+    def _predict(self, X):
+        W = windows(self._scaled(X), self.lookback)
+        # Chunks bound the memory of one call on long histories.
+        return np.concatenate([self._run(W[i : i + 4096]) for i in range(0, len(W), 4096)])
+
+    def _predict_last(self, X):
+        return float(self._run(windows(self._scaled(X), self.lookback)[-1:])[0])
+
+    def _save(self, directory: Path):
+        self.network_.save_weights(str(directory / WEIGHTS_FILE))
+        np.savez(directory / STATE_FILE, x_mean=self.x_mean_, x_scale=self.x_scale_,
+                 y=np.array([self.y_mean_, self.y_scale_]))
+        return [WEIGHTS_FILE, STATE_FILE]
+
+    def _meta(self):
+        return {"epochs_run": self.epochs_run_, "best_val_loss": self.best_val_loss_}
+
+    def _load(self, directory: Path, meta):
+        network = self._build(self.n_features_in_)
+        network.load_weights(str(directory / WEIGHTS_FILE))
+        with np.load(directory / STATE_FILE, allow_pickle=False) as state:
+            self.x_mean_, self.x_scale_ = state["x_mean"], state["x_scale"]
+            self.y_mean_, self.y_scale_ = (float(v) for v in state["y"])
+        self.network_ = network
+        self.epochs_run_ = int(meta.get("epochs_run", 0))
+        self.best_val_loss_ = float(meta.get("best_val_loss", float("nan")))
+        self._serve = None

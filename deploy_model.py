@@ -1,0 +1,13 @@
+"""Point a model alias (production / challenger) at a version, roll it back, or list versions.
+
+    python deploy_model.py --list
+    python deploy_model.py --version v3 --alias production
+    python deploy_model.py --rollback --alias production
+"""
+
+from crypto_predictor.deploy import deploy_command
+
+main = deploy_command
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Fixtures shared by every test package: shared data, a fake market server, stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crypto_predictor.config import TestConfig
+from crypto_predictor.market.csvdir import CsvSource
+from crypto_predictor.market.store import CandleStore
+from tests.support.fake_market import FakeMarket
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO.parent / "shared" / "data" / "ohlcv"))
+# The shared data ends at 2021-09-30T23:00Z; fake providers live one hour after its last close.
+FAKE_NOW_MS = int(pd.Timestamp("2021-10-01T00:00:30Z").value // 1_000_000)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "BTCUSDT-1h.csv.gz").is_file():
+        pytest.fail(f"shared market data not found at {DATA_DIR} (set CRYPTO_PREDICTOR_DATA_DIR)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def btc_candles(data_dir) -> pd.DataFrame:
+    return CsvSource(data_dir).fetch("bitcoin").candles
+
+
+@pytest.fixture(scope="session")
+def eth_candles(data_dir) -> pd.DataFrame:
+    return CsvSource(data_dir).fetch("ethereum").candles
+
+
+@pytest.fixture()
+def fake_market(btc_candles, eth_candles):
+    """Binance and CoinGecko look-alike on 127.0.0.1 serving the last ~120 days of BTC and ETH."""
+    cut = pd.Timestamp("2021-06-01T00:00:00Z")
+    pairs = {"BTCUSDT": btc_candles[btc_candles["open_time"] >= cut].reset_index(drop=True),
+             "ETHUSDT": eth_candles[eth_candles["open_time"] >= cut].reset_index(drop=True)}
+    market = FakeMarket(pairs, {"bitcoin": "BTCUSDT", "ethereum": "ETHUSDT"}, FAKE_NOW_MS).start()
+    yield market
+    market.stop()
+
+
+@pytest.fixture()
+def test_config(fake_market, tmp_path):
+    return TestConfig(
+        BINANCE_BASE_URL=fake_market.url,
+        COINGECKO_BASE_URL=fake_market.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'test.db'}",
+    )
+
+
+@pytest.fixture()
+def store(tmp_path) -> CandleStore:
+    s = CandleStore(f"sqlite:///{tmp_path / 'candles.db'}")
+    s.init_schema()
+    return s

@@ -1,0 +1,37 @@
+import pytest
+
+from crypto_predictor.errors import UnknownSymbol, UnknownTimeframe
+from crypto_predictor.symbols import ASSETS, check_timeframe, resolve, supported_ids
+
+REQUIRED = ["bitcoin", "ethereum", "binancecoin", "cardano", "solana", "polkadot", "litecoin", "ripple",
+            "dogecoin", "tron", "avalanche-2"]
+
+
+@pytest.mark.parametrize("spelling", ["bitcoin", "BTC", "btc", "BTCUSDT", "btcusdt", " Bitcoin "])
+def test_every_spelling_of_bitcoin_resolves_to_one_asset(spelling):
+    asset = resolve(spelling)
+    assert (asset.id, asset.ticker, asset.pair) == ("bitcoin", "BTC", "BTCUSDT")
+
+
+def test_required_assets_are_supported_with_unique_ids_tickers_and_pairs():
+    assert set(REQUIRED) <= set(supported_ids())
+    for field in ("id", "ticker", "pair"):
+        values = [getattr(a, field) for a in ASSETS]
+        assert len(values) == len(set(values)), field
+    assert resolve("avalanche-2").pair == "AVAXUSDT"
+    assert resolve("XRP").id == "ripple"
+
+
+@pytest.mark.parametrize("bad", ["notacoin", "", "BTCEUR", None, 42])
+def test_unknown_symbol_lists_the_supported_assets(bad):
+    with pytest.raises(UnknownSymbol) as err:
+        resolve(bad)
+    assert "bitcoin" in err.value.message and "avalanche-2" in err.value.message
+    assert err.value.details["supported"] == supported_ids()
+    assert err.value.http_status == 404
+
+
+def test_timeframes():
+    assert check_timeframe("24h") == "24h"
+    with pytest.raises(UnknownTimeframe, match="1h, 24h, 7d, 30d"):
+        check_timeframe("2h")
