@@ -215,7 +215,7 @@ def _context_features(name: str, ctx: pd.DataFrame, index: pd.DatetimeIndex,
 def _median_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     if len(index) < 2:
         return pd.Timedelta(0)
-    return pd.Timedelta(np.median(np.diff(index.asi8)), unit="ns")
+    return (index[1:] - index[:-1]).median()  # not asi8: its unit follows the index resolution
 
 
 def build_features(candles: pd.DataFrame, context: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:

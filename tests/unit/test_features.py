@@ -263,7 +263,7 @@ def test_resample_daily_keeps_complete_days_only():
     hourly.loc["2021-03-02T05:00Z", ["high", "outlier"]] = [500.0, True]
     daily = resample_daily(hourly)
     assert list(daily.index) == [pd.Timestamp("2021-03-02", tz="UTC"), pd.Timestamp("2021-03-03", tz="UTC")]
-    d2 = daily.loc["2021-03-02"].iloc[0]
+    d2 = daily.loc[pd.Timestamp("2021-03-02", tz="UTC")]
     assert (d2["open"], d2["high"], d2["low"], d2["close"], d2["volume"]) == (102.0, 500.0, 92.0, 126.0, 24.0)
     assert bool(d2["outlier"]) and not bool(daily["outlier"].iloc[1])
     assert daily["open"].iloc[1] == 126.0 and daily["close"].iloc[1] == 150.0
