@@ -15,7 +15,6 @@ This module only needs the standard library and ``filelock``, so serving workers
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import getpass
 import hashlib
 import json
@@ -25,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -126,8 +126,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write temp, fsync, rename over ``path``, fsync the directory: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write temp, fsync, rename over ``path``, fsync the directory: readers see old or new."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -192,16 +192,26 @@ def _jsonable(obj):
     return str(obj)
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The checkout's commit, or None outside a git checkout (e.g. in a Docker image)."""
+def _git(*args) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=5, check=True)
+        out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = out.stdout.strip()
-    return commit if re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+    return out.stdout.strip()
+
+
+def code_version() -> dict:
+    """Package version plus the checkout's commit (None outside git, e.g. in a Docker image).
+
+    ``git_dirty`` flags uncommitted changes to tracked files: then the commit alone does not
+    say which code trained the bundle.
+    """
+    commit = _git("rev-parse", "HEAD")
+    commit = commit if commit and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"package_version": crypto_predictor.__version__, "git_commit": commit,
+            "git_dirty": None if status is None else bool(status)}
 
 
 def library_versions() -> dict:
@@ -235,7 +245,8 @@ def load_manifest(path) -> dict:
                                    file=MANIFEST) from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and _SHA256_RE.match(v) for k, v in files.items()):
+            isinstance(k, str) and isinstance(v, str) and _SHA256_RE.match(v)
+            for k, v in files.items()):
         raise BundleIntegrityError(f"bundle {root.name}: {MANIFEST} has no valid 'files' table",
                                    file=MANIFEST)
     return manifest
@@ -271,7 +282,7 @@ def verify_bundle(path) -> dict:
 class BundleWriter:
     """Allocate a version, let the trainer write artifacts into it, then seal it with a manifest.
 
-    ``with BundleWriter(dir) as w: joblib.dump(m, w.path_for("bitcoin", "24h", "xgboost", "model.joblib"));
+    ``with BundleWriter(d) as w: joblib.dump(m, w.path_for("bitcoin", "24h", "rf", "model.joblib"));
     w.finalize(...)``. Leaving the block without finalizing (or on an exception) removes the directory.
     """
 
@@ -311,7 +322,7 @@ class BundleWriter:
             "format": MANIFEST_FORMAT,
             "version": self.version,
             "created_at": _utcnow(),
-            "code": {"package_version": crypto_predictor.__version__, "git_commit": git_commit()},
+            "code": code_version(),
             "python": sys.version.split()[0],
             "libraries": library_versions(),
             "assets": list(assets),
@@ -495,7 +506,8 @@ def alias_history(models_dir=None, alias: str | None = None) -> list[dict]:
 
 
 def _lock(root: Path) -> FileLock:
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():  # do not create a store because of a mistyped --models-dir
+        raise ModelNotFound(f"no model store at {root}; available versions: none", available=[])
     return FileLock(str(root / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
 
 
@@ -515,8 +527,11 @@ def _switch(root: Path, alias: str, version: str, action: str) -> dict:
         return entry  # nothing changes, so nothing to record
     aliases[alias] = version
     _atomic_write(root / ALIAS_FILE, json.dumps(aliases, indent=2, sort_keys=True).encode())
-    with open(root / HISTORY_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    with open(root / HISTORY_FILE, "a+b") as fh:  # appends always land at the end
+        if fh.seek(0, os.SEEK_END) and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+            line = b"\n" + line  # a crash left a torn line: do not glue this entry onto it
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
     return entry

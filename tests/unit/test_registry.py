@@ -35,8 +35,9 @@ def make_bundle(models_dir, files=FILES, metrics=None, **extra) -> str:
     writer = registry.BundleWriter(models_dir)
     for rel, data in files.items():
         writer.write_bytes(rel, data)
-    writer.finalize(assets=["bitcoin", "ethereum"], timeframes=["1h", "24h"], kinds=["xgboost", "linear"],
-                    features=["rsi_14", "macd"], metrics=metrics or {}, extra=extra or None,
+    writer.finalize(assets=["bitcoin", "ethereum"], timeframes=["1h", "24h"],
+                    kinds=["xgboost", "linear"], features=["rsi_14", "macd"],
+                    metrics=metrics or {}, extra=extra or None,
                     data_range={"start": "2020-01-01T00:00:00Z", "end": "2021-09-30T23:00:00Z"})
     return writer.version
 
@@ -129,7 +130,8 @@ def test_concurrent_allocation_in_processes_gives_unique_ids(tmp_path):
 
 def test_manifest_has_every_field_and_correct_hashes(tmp_path):
     tf_was_loaded = "tensorflow" in sys.modules
-    metrics = {"overall": {"bitcoin": {"24h": {"xgboost": {"mase": np.float64(0.97), "mae": float("nan")}}}},
+    leaf = {"mase": np.float64(0.97), "mae": float("nan")}
+    metrics = {"overall": {"bitcoin": {"24h": {"xgboost": leaf}}},
                "folds": [{"fold": 0, "mase": 0.99}, {"fold": 1, "mase": 0.95}]}
     version = make_bundle(tmp_path, metrics=metrics, trained_on=pd.Timestamp("2021-09-30", tz="UTC"))
     manifest = json.loads((tmp_path / version / "manifest.json").read_text())
@@ -140,6 +142,7 @@ def test_manifest_has_every_field_and_correct_hashes(tmp_path):
     assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 60
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     assert manifest["code"]["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    assert manifest["code"]["git_dirty"] in ((True, False) if head.returncode == 0 else (None,))
     assert manifest["code"]["package_version"] == crypto_predictor.__version__
     assert manifest["python"] == sys.version.split()[0]
     libs = manifest["libraries"]
@@ -268,8 +271,9 @@ def test_open_bundle_helpers(tmp_path):
     make_bundle(tmp_path)
     bundle = registry.open_bundle(tmp_path, "v1")
     assert bundle.version == "v1" and bundle.path == tmp_path / "v1"
-    assert bundle.artifact("bitcoin", "24h", "xgboost", "model.json") == tmp_path / "v1/bitcoin/24h/xgboost/model.json"
-    assert bundle.artifacts("bitcoin", "24h") == ["bitcoin/24h/scaler.pkl", "bitcoin/24h/xgboost/model.json"]
+    model = "bitcoin/24h/xgboost/model.json"
+    assert bundle.artifact("bitcoin", "24h", "xgboost", "model.json") == tmp_path / "v1" / model
+    assert bundle.artifacts("bitcoin", "24h") == ["bitcoin/24h/scaler.pkl", model]
     assert bundle.has("features.json") and not bundle.has("solana/1h/model.pkl")
     assert bundle.read_json("features.json") == ["rsi_14", "macd"]
     with pytest.raises(ModelNotFound, match="solana/1h/model.pkl"):
@@ -392,6 +396,9 @@ def test_rollback_trusts_the_alias_file_when_history_lost_its_last_line(tmp_path
     lines = history.read_text().splitlines()
     history.write_text("\n".join(lines[:-1]) + '\n{"torn')  # crash between the two writes
     assert registry.rollback(tmp_path)["to"] == "v2"
+    # The torn line stays unreadable, but the new entry was not glued onto it.
+    assert [(h["from"], h["to"]) for h in registry.alias_history(tmp_path)] == \
+        [(None, "v1"), ("v1", "v2"), ("v3", "v2")]
 
 
 def test_concurrent_alias_writers_keep_the_files_consistent(tmp_path):
@@ -417,7 +424,8 @@ def test_concurrent_alias_writers_keep_the_files_consistent(tmp_path):
         t.join(timeout=60)
     assert not errors
     aliases = json.loads((tmp_path / "aliases.json").read_text())
-    assert set(aliases) <= set(registry.ALIASES) and all(v in ("v1", "v2", "v3") for v in aliases.values())
+    assert set(aliases) <= set(registry.ALIASES)
+    assert all(v in ("v1", "v2", "v3") for v in aliases.values())
     history = registry.alias_history(tmp_path)
     assert len(history) == sum(e["from"] != e["to"] for e in entries)  # no change lost or duplicated
     for alias in registry.ALIASES:  # each change starts where the previous one ended
@@ -431,7 +439,8 @@ def test_concurrent_alias_writers_keep_the_files_consistent(tmp_path):
 def test_list_versions_in_numeric_order_with_metrics_and_aliases(tmp_path):
     overall = {"bitcoin": {"24h": {"xgboost": {"mase": 0.97, "directional_accuracy": 0.53}}}}
     for i in range(10):
-        make_bundle(tmp_path, files={"m.bin": bytes([i])}, metrics={"overall": overall} if i == 9 else None)
+        metrics = {"overall": overall} if i == 9 else None
+        make_bundle(tmp_path, files={"m.bin": bytes([i])}, metrics=metrics)
     registry.BundleWriter(tmp_path).write_bytes("m.bin", b"x")  # v11, still training
     registry.set_alias(tmp_path, "production", "v9")
     registry.set_alias(tmp_path, "challenger", "v10")
