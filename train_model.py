@@ -1,6 +1,6 @@
-"""Thin Click entry point; the implementation arrives with the Models issue."""
+"""Train, walk-forward evaluate and version models: `python train_model.py --help`."""
 
-import sys
+from crypto_predictor.train_cli import train_command
 
 if __name__ == "__main__":
-    sys.exit(f"{sys.argv[0]}: not available yet (see the Models issue)")
+    train_command(prog_name="train_model.py")

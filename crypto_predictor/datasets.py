@@ -1,0 +1,100 @@
+"""From stored candles to the (X, y) a model of one asset and timeframe learns from.
+
+Used by training, evaluation and serving alike so the three can never disagree on
+which bars, features or targets a bundle means.
+
+Bars: 1h and 24h are modelled on hourly candles; 7d and 30d on UTC daily candles
+(horizons of 7 and 30 bars instead of 168 and 720 overlapping hourly rows, 24x fewer
+rows to fit, and daily bars are what those horizons move on). Gaps are filled by
+``regularize`` so a shift of h rows is always h hours (or days).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from crypto_predictor.errors import DataNotFound, InvalidInput
+from crypto_predictor.features import WARMUP, build_features, make_target, regularize, resample_daily
+from crypto_predictor.symbols import TIMEFRAMES, check_timeframe, resolve
+
+BAR_HOURS = {"1h": 1, "1d": 24}
+# Context asset for each asset's cross-asset features: BTC leads the market; BTC itself looks at ETH.
+CONTEXT_OF = {"bitcoin": "ethereum"}
+DEFAULT_CONTEXT = "bitcoin"
+
+
+def bar_for(timeframe: str) -> str:
+    return "1d" if TIMEFRAMES[check_timeframe(timeframe)] >= 168 else "1h"
+
+
+def horizon_rows(timeframe: str) -> int:
+    return TIMEFRAMES[timeframe] // BAR_HOURS[bar_for(timeframe)]
+
+
+def context_asset(asset: str) -> str:
+    return CONTEXT_OF.get(asset, DEFAULT_CONTEXT)
+
+
+@dataclass
+class Dataset:
+    asset: str
+    timeframe: str
+    bar: str
+    horizon: int  # in bars
+    X: pd.DataFrame  # rows with every feature defined and the target realised
+    y: pd.Series
+    close: pd.Series  # close at each row of X
+    context: list  # context asset names used in the features
+
+    @property
+    def data_range(self) -> tuple[str, str]:
+        return self.X.index[0].isoformat(), self.X.index[-1].isoformat()
+
+
+def bars(candles: pd.DataFrame, bar: str) -> pd.DataFrame:
+    """Regular hourly candles, or complete UTC days, from stored hourly candles."""
+    regular = regularize(candles[["open", "high", "low", "close", "volume", "outlier"]], "1h")
+    return resample_daily(regular) if bar == "1d" else regular
+
+
+def feature_frame(candles: pd.DataFrame, context_candles: dict, bar: str) -> pd.DataFrame:
+    """Features on the bar grid; ``context_candles`` maps name -> hourly candles."""
+    own = bars(candles, bar)
+    ctx = {name: bars(frame, bar) for name, frame in context_candles.items() if len(frame) > WARMUP}
+    return build_features(own, ctx), own
+
+
+def load_candles(store, asset: str, start=None, end=None) -> pd.DataFrame:
+    frame = store.load(asset, "1h", start, end)
+    if frame.empty:
+        raise DataNotFound(f"no hourly candles stored for {asset}; run ingest first", asset=asset)
+    return frame
+
+
+def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None) -> Dataset:
+    """Features and targets for one asset and timeframe from the store.
+
+    ``days`` keeps the newest N days of rows (features still use the history before them);
+    ``end`` ignores candles after it (for reproducible re-tests).
+    """
+    asset = resolve(symbol).id
+    bar = bar_for(timeframe)
+    h = horizon_rows(timeframe)
+    candles = load_candles(store, asset, end=end)
+    ctx_name = context_asset(asset)
+    ctx = store.load(ctx_name, "1h", None, end)
+    context = {ctx_name: ctx} if len(ctx) else {}
+    X, own = feature_frame(candles, context, bar)
+    y = make_target(own["close"], h)
+    ok = X.notna().all(axis=1).to_numpy() & y.notna().to_numpy()
+    if days is not None:
+        ok &= (X.index > X.index[-1] - pd.Timedelta(days=days))
+    if ok.sum() < 10:
+        raise InvalidInput(f"{asset} {timeframe}: only {int(ok.sum())} usable rows; ingest more history",
+                           asset=asset, timeframe=timeframe)
+    rows = np.flatnonzero(ok)
+    return Dataset(asset, timeframe, bar, h, X.iloc[rows], y.iloc[rows], own["close"].iloc[rows],
+                   sorted(k for k in context if len(context[k]) > WARMUP))
