@@ -66,6 +66,7 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
 
     config = Config()
     url = database_url or config.DATABASE_URL
+    tfs = _timeframes(timeframes)
     try:
         store = CandleStore(url)
         store.init_schema()
@@ -75,7 +76,6 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
         assets = resolve_symbols(symbols, available or _stored_assets(store))
         if not assets:
             raise click.ClickException("no candles stored; pass --data-dir or run `python -m crypto_predictor ingest`")
-        tfs = _timeframes(timeframes)
         options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end)
         started = time.perf_counter()
         with click.progressbar(length=len(assets) * len(tfs), label="training", file=sys.stderr) as bar:

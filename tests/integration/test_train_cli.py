@@ -1,0 +1,98 @@
+"""train_model.py through CliRunner on a small slice of the shared data with --quick."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from crypto_predictor.datasets import build_dataset
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.models import load_model
+from crypto_predictor.registry import open_bundle, verify_bundle
+from crypto_predictor.train_cli import train_command
+
+
+@pytest.fixture(scope="module")
+def slice_dir(tmp_path_factory, data_dir):
+    """120 days of BTC and ETH hourly candles in the shared format, in a temp dir."""
+    import pandas as pd
+
+    from crypto_predictor.market.csvdir import CsvSource
+
+    d = tmp_path_factory.mktemp("ohlcv")
+    for asset, pair in (("bitcoin", "BTCUSDT"), ("ethereum", "ETHUSDT")):
+        frame = CsvSource(data_dir).fetch(asset).candles
+        part = frame[frame["open_time"] >= pd.Timestamp("2021-06-01", tz="UTC")].copy()
+        part["open_time"] = part["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        part.to_csv(d / f"{pair}-1h.csv.gz", index=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory, slice_dir):
+    root = tmp_path_factory.mktemp("train")
+    env = {"DATABASE_URL": f"sqlite:///{root / 'store.db'}", "MODELS_DIR": str(root / "models")}
+    result = CliRunner().invoke(train_command, [
+        "--symbol", "bitcoin", "--symbol", "ETH", "--timeframe", "1h", "--timeframe", "24h", "--model", "linear",
+        "--data-dir", str(slice_dir), "--quick", "--days", "60"], env=env)
+    return result, env
+
+
+def test_linear_training_writes_a_verified_bundle_with_honest_metrics(linear_run):
+    result, env = linear_run
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "v1"  # the last line is the new version id
+    manifest = verify_bundle(f"{env['MODELS_DIR']}/v1")
+    assert manifest["assets"] == ["bitcoin", "ethereum"] and manifest["kinds"] == ["linear"]
+    for asset in ("bitcoin", "ethereum"):
+        for tf in ("1h", "24h"):
+            rows = manifest["metrics"]["overall"][asset][tf]
+            assert set(rows) == {"linear", "naive"}
+            assert rows["naive"]["mase"] == pytest.approx(1.0)
+            assert rows["linear"]["n"] == rows["naive"]["n"] > 100
+            assert 0.0 <= rows["linear"]["coverage_80"] <= 1.0
+            assert len(manifest["metrics"]["folds"][asset][tf]["linear"]) == 2
+    pair = json.loads((open_bundle(env["MODELS_DIR"], "v1").artifact("bitcoin", "24h", "pair.json")).read_text())
+    assert pair["bar"] == "1h" and pair["horizon"] == 24 and pair["context"] == ["ethereum"]
+
+
+def test_saved_model_reproduces_its_predictions_on_the_stored_features(linear_run):
+    _, env = linear_run
+    bundle = open_bundle(env["MODELS_DIR"], "v1")
+    model = load_model(bundle.artifact("ethereum", "1h", "linear", "model.json").parent)
+    ds = build_dataset(CandleStore(env["DATABASE_URL"]), "ethereum", "1h", days=60)
+    assert list(ds.X.columns) == model.feature_names_in_
+    pred = model.predict(ds.X)
+    assert pred.shape == (len(ds.X),) and np.isfinite(pred).all()
+    assert np.array_equal(pred, load_model(bundle.artifact("ethereum", "1h", "linear", "model.json").parent).predict(ds.X))
+
+
+def test_every_kind_and_the_ensemble_in_quick_mode(tmp_path, slice_dir):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    result = CliRunner().invoke(train_command, ["--symbol", "bitcoin", "--timeframe", "1h", "--data-dir",
+                                                str(slice_dir), "--quick", "--days", "45", "--jobs", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    manifest = verify_bundle(tmp_path / "models" / "v1")
+    rows = manifest["metrics"]["overall"]["bitcoin"]["1h"]
+    assert set(rows) == {"linear", "random_forest", "xgboost", "lstm", "ensemble", "naive"}
+    calibration = json.loads((tmp_path / "models/v1/bitcoin/1h/ensemble/calibration.json").read_text())
+    weights = calibration["weights"]
+    assert set(weights) == {"linear", "random_forest", "xgboost", "lstm"}
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5) and min(weights.values()) >= 0
+    # the residual history serving needs is there, with times in order
+    times = calibration["residuals"]["time"]
+    assert len(times) == len(calibration["residuals"]["residual"]) > 100 and times == sorted(times)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeframe", "2h"], "unknown timeframe '2h'; valid: 1h, 24h, 7d, 30d"),
+    (["--symbol", "NOPE"], "unknown symbol 'NOPE'"),
+    (["--symbol", "ripple"], "no hourly candles stored for ripple"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    result = CliRunner().invoke(train_command, ["--model", "linear", "--quick", *args], env=env)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "models" / "v1").exists()  # a failed run leaves no half bundle
