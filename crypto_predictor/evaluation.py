@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -157,8 +157,8 @@ class BacktestResult:
     """Everything a walk-forward run produced, all out-of-sample.
 
     ``predictions``: one row per test row (position, index label, fold, y_true, y_pred,
-    lower/upper per level, n_history, error_scale, confidence). ``residuals``: (position,
-    residual) history to seed serving-time intervals. ``summary``: model and naive rows over
+    lower/upper per level, n_history, error_scale, confidence, score, and scale when
+    normalised). ``residuals``: (position, residual) history to seed serving-time intervals. ``summary``: model and naive rows over
     rows with intervals where relevant; ``n_without_interval`` rows lacked enough known errors.
     """
 
@@ -168,7 +168,6 @@ class BacktestResult:
     n_without_interval: int
     conformal: RollingConformal
     calibrator: DirectionCalibrator | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def residuals(self) -> pd.DataFrame:
@@ -182,17 +181,19 @@ def _rows(obj, idx):
 
 def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_size: int | None = None,
              expanding: bool = True, max_train: int | None = None, conformal: RollingConformal | None = None,
-             scale=None, calibration_window: int | None = 2000, make_calibrator=DirectionCalibrator,
+             scale=None, calibration_window: int | None = 5000, make_calibrator=None,
              name: str = "model", price=None) -> BacktestResult:
     """Fit ``make_model()`` on each train fold, predict its test fold, score everything causally.
 
     Intervals for a test row t come from the residuals of earlier out-of-sample predictions
-    (earlier folds and earlier in the same fold) known by t (s + horizon <= t), via
-    ``conformal`` (default RollingConformal(720, horizon)); rows with fewer than its
+    (earlier folds and earlier in the same fold) known by t (s + horizon <= t). ``conformal``
+    defaults to RollingConformal.for_horizon(horizon), volatility-normalised when ``price``
+    (the close of each row, contiguous rows) is given. Rows with fewer than its
     ``min_history`` known residuals get NaN bounds and are excluded from coverage (counted in
     n_without_interval). The DirectionCalibrator for fold k is fitted on the latest
     ``calibration_window`` out-of-sample rows known before fold k starts; fold 0 gets the base
-    rate 0.5. ``scale``: optional causal volatility per row for normalised conformal.
+    rate 0.5. ``scale``: explicit causal volatility per row (overrides the one from price).
+    The returned ``calibrator`` is refitted on the latest rows, ready for serving.
     """
     y_arr = _as_1d("y", y)
     n = len(y_arr)
@@ -200,10 +201,20 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
         raise InvalidInput(f"X has {len(X)} rows but y has {n}")
     if not np.all(np.isfinite(y_arr)):
         raise InvalidInput("y must be finite: drop the last rows whose target is not realised yet")
-    conformal = conformal or RollingConformal(window=720, horizon=horizon)
+    price_full = None if price is None else _as_1d("price", price, n)
+    make_calibrator = make_calibrator or (lambda: DirectionCalibrator(horizon=max(int(horizon), 1)))
+    if conformal is None:
+        conformal = RollingConformal.for_horizon(horizon, normalise=price is not None)
     if conformal.horizon != horizon:
         raise InvalidInput(f"conformal horizon {conformal.horizon} differs from backtest horizon {horizon}")
-    scale_arr = None if scale is None else _as_1d("scale", scale, n)
+    if scale is not None:
+        scale_arr = _as_1d("scale", scale, n)
+    elif conformal.vol_span is not None:
+        if price_full is None:
+            raise InvalidInput("volatility-normalised conformal needs price (close per row) or scale")
+        scale_arr = conformal.scale(price_full)
+    else:
+        scale_arr = None
     splits = walk_forward_splits(n, n_folds, horizon, min_train, test_size, expanding, max_train)
 
     pos_parts, pred_parts, fold_parts, timings = [], [], [], []
@@ -244,10 +255,12 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     preds = pd.DataFrame({"position": pos, "fold": fold, "y_true": y_true, "y_pred": y_pred, **iv,
                           "confidence": confidence, "score": score})
     if hasattr(X, "index"):
-        preds.insert(1, "index", np.asarray(X.index)[pos])
+        preds.insert(1, "index", X.index[pos])
+    if sc is not None:
+        preds["scale"] = sc  # volatility at prediction time: serving needs it with the residuals
     bounds = [f"{s}{level_key(lv)}" for lv in conformal.levels for s in ("lower", "upper")]
     iv_kw = {b: iv[b] for b in bounds if b in ("lower80", "upper80", "lower95", "upper95")}
-    price_arr = None if price is None else _as_1d("price", price, n)[pos]
+    price_arr = None if price_full is None else price_full[pos]
     folds = []
     for k, (tr, te) in enumerate(splits):
         m = fold == k

@@ -126,7 +126,6 @@ def _ensemble_oos(member_preds: dict, y_true: pd.Series, folds: pd.Series, horiz
 def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) -> dict:
     """What serving needs to produce intervals and confidence for this kind."""
     preds = result.predictions.tail(RESIDUALS_KEPT)
-    cal = result.calibrator
     pos = preds["position"].to_numpy()
     return {
         "conformal": {"window": conformal.window, "horizon": conformal.horizon, "levels": list(conformal.levels),
@@ -137,16 +136,12 @@ def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) 
             "residual": (preds["y_true"] - preds["y_pred"]).round(10).tolist(),
             "scale": None if scale is None else np.round(scale[pos], 10).tolist(),
         },
-        "direction_calibrator": {"method": cal.method, "n": cal.n_, "base_rate": cal.base_rate_,
-                                 "coef": list(cal.coef_)},
+        "direction_calibrator": result.calibrator.to_state(),
     }
 
 
 def calibrator_from_state(state: dict) -> DirectionCalibrator:
-    cal = DirectionCalibrator(method="logistic")
-    cal.n_, cal.base_rate_, cal.model_ = state["n"], state["base_rate"], None
-    cal.coef_ = tuple(state["coef"])
-    return cal
+    return DirectionCalibrator.from_state(state)
 
 
 def _row(summary: list, kind: str, ds: Dataset, seconds: float) -> dict:
