@@ -8,7 +8,10 @@ are unstable from one window to the next, and the "forecast combination
 puzzle" literature finds simple inverse-error weights hold up better out of
 sample; (b) NNLS weights do not sum to 1 and normalising them afterwards
 undoes what the least squares fitted; (c) every member keeps some weight, so a
-member that was merely unlucky on one tail is not dropped outright.
+member that was merely unlucky on one tail is not dropped outright. When all
+members are about as good as each other (hourly returns: every member's MSE
+is within a percent of the naive forecast's) the weights come out nearly
+equal, which is the intended, shrinkage-like behaviour.
 
 Fit: members are trained on ``[:fit_end]``, scored on the last
 ``validation_fraction`` of rows (``gap`` rows in between, so targets that look

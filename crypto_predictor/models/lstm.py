@@ -9,14 +9,14 @@ sees rows ``max(0, i - lookback + 1) .. i`` of X, left-padded by repeating the
 first row. To reproduce the prediction for the newest row exactly, pass at least
 ``context_rows`` (= ``lookback``) trailing rows.
 
-Inference goes through one ``tf.function`` with a fixed input signature
-``(None, lookback, n_features)``: traced once, then about a millisecond for one
-window, where ``model.predict`` costs ~40 ms per call.
+Inference goes through a ``tf.function`` with a fixed input signature
+``(None, lookback, n_features)`` (traced once, ~0.8 ms for one window, where
+``model.predict`` costs ~40 ms per call); ``predict_last``, the serving path,
+uses an XLA-compiled twin with signature ``(1, lookback, n_features)``: ~0.3 ms.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,6 @@ STATE_FILE = "lstm_scaling.npz"
 
 
 def _keras():
-    # Quiet TensorFlow's C++ start-up chatter unless the operator asked for it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 
@@ -117,22 +115,30 @@ class LSTMModel(BaseModel):
         self.best_val_loss_ = float(min(losses))
         self._serve = None
 
-    def _serving_fn(self):
-        # Built lazily (and per instance) so that save/load and refit get a fresh trace.
-        if getattr(self, "_serve", None) is None:
+    def _serving_fn(self, single: bool = False):
+        """The traced network: any batch size, or (single) one XLA-compiled window.
+
+        Built lazily per instance so that refit and load get a fresh trace. The
+        single-window function is what serving calls; XLA cuts its cost from ~0.8
+        to ~0.3 ms and agrees with the batch path to float32 rounding (~1e-7).
+        """
+        cache = getattr(self, "_serve", None)
+        if cache is None:
+            cache = self._serve = {}
+        if single not in cache:
             tf, _ = _keras()
             network = self.network_
-            spec = tf.TensorSpec((None, self.lookback, self.n_features_in_), tf.float32)
+            spec = tf.TensorSpec((1 if single else None, self.lookback, self.n_features_in_), tf.float32)
 
-            @tf.function(input_signature=[spec], reduce_retracing=True)
+            @tf.function(input_signature=[spec], jit_compile=single)
             def serve(batch):
                 return network(batch, training=False)
 
-            self._serve = serve
-        return self._serve
+            cache[single] = serve
+        return cache[single]
 
-    def _run(self, W: np.ndarray) -> np.ndarray:
-        out = self._serving_fn()(W).numpy().reshape(-1).astype(np.float64)
+    def _run(self, W: np.ndarray, single: bool = False) -> np.ndarray:
+        out = self._serving_fn(single)(W).numpy().reshape(-1).astype(np.float64)
         return out * self.y_scale_ + self.y_mean_
 
     def _scaled(self, X):
@@ -144,7 +150,10 @@ class LSTMModel(BaseModel):
         return np.concatenate([self._run(W[i : i + 4096]) for i in range(0, len(W), 4096)])
 
     def _predict_last(self, X):
-        return float(self._run(windows(self._scaled(X), self.lookback)[-1:])[0])
+        # X holds at most lookback rows here: build only the newest window, padded like windows().
+        last = self._scaled(X)
+        pad = np.repeat(last[:1], self.lookback - len(last), axis=0)
+        return float(self._run(np.concatenate([pad, last])[None].astype(np.float32), single=True)[0])
 
     def _save(self, directory: Path):
         self.network_.save_weights(str(directory / WEIGHTS_FILE))
