@@ -17,6 +17,7 @@ uses an XLA-compiled twin with signature ``(1, lookback, n_features)``: ~0.3 ms.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ STATE_FILE = "lstm_scaling.npz"
 
 
 def _keras():
+    # TensorFlow's C++ start-up chatter (CPU flags, missing CUDA) is noise for ops; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 
