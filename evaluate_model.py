@@ -1,6 +1,6 @@
-"""Thin Click entry point; the implementation arrives with the Models issue."""
+"""Re-test an existing model bundle on a date range without retraining: `python evaluate_model.py --help`."""
 
-import sys
+from crypto_predictor.evaluate_cli import evaluate_command
 
 if __name__ == "__main__":
-    sys.exit(f"{sys.argv[0]}: not available yet (see the Models issue)")
+    evaluate_command(prog_name="evaluate_model.py")

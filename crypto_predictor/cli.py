@@ -112,5 +112,19 @@ def ingest(source, data_dir, symbols, interval, days, database_url):
     click.echo(f"ingested {len(reports)} asset(s), {total_rows} rows in {elapsed:.2f}s ({rate:,.0f} rows/s)")
 
 
+def _register_commands():
+    """train/evaluate/deploy live in their own modules; the group only names them."""
+    from crypto_predictor.deploy import deploy_command
+    from crypto_predictor.evaluate_cli import evaluate_command
+    from crypto_predictor.train_cli import train_command
+
+    cli.add_command(train_command, "train")
+    cli.add_command(evaluate_command, "evaluate")
+    cli.add_command(deploy_command, "deploy")
+
+
+_register_commands()
+
+
 def main():
     cli(prog_name="python -m crypto_predictor")

@@ -1,0 +1,221 @@
+"""evaluate_model.py through click's test runner, on a small real bundle trained once per module.
+
+The bundle: bitcoin 1h, xgboost, --quick, trained on the 90 days before 2021-09-10 from a
+120-day slice of the shared BTCUSDT/ETHUSDT candles (which end 2021-09-30T23:00Z), so a
+re-test from 2021-09-11 is out of sample.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from crypto_predictor import registry
+from crypto_predictor.backtest_bundle import RESULT_FIELDS, evaluate_pair
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.train_cli import train_command
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO / ".." / "shared" / "data" / "ohlcv"))
+_spec = importlib.util.spec_from_file_location("evaluate_model", REPO / "evaluate_model.py")
+evaluate_model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(evaluate_model)
+evaluate_command = evaluate_model.evaluate_command
+
+TRAIN_END = "2021-09-10"
+START = "2021-09-11"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(models_dir, database_url, version, last candle time) of a quick xgboost bundle."""
+    root = tmp_path_factory.mktemp("evaluate")
+    csv_dir = root / "csv"
+    csv_dir.mkdir()
+    last = None
+    for pair in ("BTCUSDT", "ETHUSDT"):
+        source = DATA / f"{pair}-1h.csv.gz"
+        if not source.is_file():
+            pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
+        raw = pd.read_csv(source)
+        times = pd.to_datetime(raw["open_time"], utc=True)
+        last = times.max()
+        raw[times > last - pd.Timedelta(days=120)].to_csv(csv_dir / f"{pair}-1h.csv", index=False)
+    url = f"sqlite:///{root / 'candles.db'}"
+    models = root / "models"
+    result = CliRunner().invoke(train_command, [
+        "--quick", "--symbol", "bitcoin", "--timeframe", "1h", "--model", "xgboost", "--days", "90",
+        "--end", TRAIN_END, "--data-dir", str(csv_dir), "--models-dir", str(models), "--jobs", "1",
+    ], env={"DATABASE_URL": url})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    version = result.stdout.strip().splitlines()[-1]
+    assert registry.version_number(version), result.output
+    return models, url, version, last
+
+
+@pytest.fixture(scope="module")
+def ensemble_version(trained):
+    """A second bundle in the same store: the quick ensemble (all four kinds, LSTM included)."""
+    models, url, _, _ = trained
+    result = CliRunner().invoke(train_command, [
+        "--quick", "--symbol", "bitcoin", "--timeframe", "1h", "--model", "ensemble", "--days", "90",
+        "--end", TRAIN_END, "--models-dir", str(models), "--jobs", "1"], env={"DATABASE_URL": url})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def run(trained, *args, models_dir=True):
+    models, url, _, _ = trained
+    argv = [str(a) for a in args] + (["--models-dir", str(models)] if models_dir else [])
+    result = CliRunner().invoke(evaluate_command, argv, env={"DATABASE_URL": url})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_out_of_sample_json(trained, tmp_path):
+    _, _, version, last = trained
+    out = tmp_path / "eval.json"
+    result = run(trained, "--version", version, "--start", START, "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # the window starts after the training targets
+    doc = json.loads(out.read_text())
+    assert doc["version"] == version and doc["warnings"] == []
+    rows = {r["model"]: r for r in doc["results"]}
+    assert set(rows) == {"xgboost", "naive"} and len(doc["results"]) == 2
+    # 1h targets: the last scored row is the hour before the last candle.
+    expected_n = int((last - pd.Timedelta(hours=1) - pd.Timestamp(START, tz="UTC")) / pd.Timedelta(hours=1)) + 1
+    assert doc["pairs"][0]["n"] == expected_n and doc["pairs"][0]["sample"] == "out_of_sample"
+    assert doc["pairs"][0]["scored_start"].startswith(START)
+    for row in rows.values():
+        assert set(RESULT_FIELDS) <= set(row)
+        assert (row["symbol"], row["timeframe"], row["n"]) == ("bitcoin", "1h", expected_n)
+        for key in ("coverage_80", "coverage_95"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["coverage_80"] <= row["coverage_95"]
+        assert row["interval_width_80"] > 0 and row["mae"] > 0 and row["rmse"] >= row["mae"]
+        assert row["naive_mae"] == rows["naive"]["mae"]
+    assert rows["naive"]["mase"] == 1.0 and rows["naive"]["directional_accuracy"] == 0.5
+    model = rows["xgboost"]
+    assert model["mase"] == pytest.approx(model["mae"] / model["naive_mae"])
+    assert 0.0 <= model["directional_accuracy"] <= 1.0
+    # The stored out-of-sample residuals seed the intervals: every scored row has one.
+    assert model["coverage_n_80"] == expected_n
+    assert 0.6 <= model["coverage_80"] <= 0.95 and model["coverage_95"] >= 0.85  # loose sanity on real data
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:3] == ["bitcoin", "1h", "naive"] for line in lines)
+
+
+def test_overlap_warning_when_window_is_in_training_range(trained):
+    _, _, version, _ = trained
+    result = run(trained, "--version", version, "--start", "2021-09-01", "--end", "2021-09-20")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "in-sample" in warnings[0] and "bitcoin 1h" in warnings[0]
+    # --end drops candles after it: the last row whose 1h target is realised by then.
+    assert "2021-09-19T23:00:00+00:00 (" in result.stdout
+
+
+def test_intervals_are_causal(trained):
+    """Later candles must not change anything already scored: the same rows, two different ends."""
+    models, url, version, _ = trained
+    bundle = registry.open_bundle(models, version)
+    store = CandleStore(url)
+    short = evaluate_pair(bundle, store, "bitcoin", "1h", START, "2021-09-20")
+    long = evaluate_pair(bundle, store, "bitcoin", "1h", START, None)
+    n = len(short.index)
+    assert n > 100 and len(long.index) > n and (long.index[:n] == short.index).all()
+    a, b = short.kinds["xgboost"], long.kinds["xgboost"]
+    np.testing.assert_array_equal(a.y_pred, b.y_pred[:n])
+    for key in ("lower80", "upper95", "error_scale"):
+        np.testing.assert_allclose(a.intervals[key], b.intervals[key][:n], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(a.confidence, b.confidence[:n], rtol=0, atol=1e-15)
+    assert np.all((a.confidence > 0) & (a.confidence < 1))
+    # The stored residuals fill the whole conformal window from the first scored row on.
+    assert (b.intervals["n_history"] == b.conformal.window).all()
+
+
+def test_plots_and_model_path(trained, tmp_path):
+    models, _, version, _ = trained
+    plots = tmp_path / "plots"
+    result = run(trained, "--model_path", models / version, "--start", START, "--symbol", "BTC",
+                 "--timeframe", "1h", "--plots", plots, models_dir=False)
+    assert result.exit_code == 0, result.output
+    names = {"predictions", "residuals", "calibration", "importance", "folds"}
+    written = sorted(p.name for p in plots.iterdir())
+    assert written == sorted(f"bitcoin_1h_{n}.png" for n in names)
+    for path in plots.iterdir():
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, path
+
+
+def test_version_alias_and_default_models_dir(trained):
+    models, url, version, _ = trained
+    registry.set_alias(models, "challenger", version)
+    result = CliRunner().invoke(evaluate_command, ["--version", "challenger", "--start", START],
+                                env={"DATABASE_URL": url, "MODELS_DIR": str(models)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"bundle {version}:")
+
+
+def test_tampered_bundle_is_refused(trained, tmp_path):
+    models, _, version, _ = trained
+    copy = tmp_path / "models"
+    shutil.copytree(models / version, copy / version)
+    booster = copy / version / "bitcoin" / "1h" / "xgboost" / "booster.json"
+    data = bytearray(booster.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    booster.write_bytes(bytes(data))
+    result = run(trained, "--version", version, "--models-dir", copy, models_dir=False)
+    assert_one_line_error(result, "sha256", "booster.json")
+    result = run(trained, "--model_path", copy / version, models_dir=False)
+    assert_one_line_error(result, "sha256")
+
+
+def test_unknown_version_lists_available(trained):
+    _, _, version, _ = trained
+    assert_one_line_error(run(trained, "--version", "v999"), "v999", "available versions", version)
+
+
+def test_pair_not_in_bundle_and_empty_window(trained):
+    _, _, version, _ = trained
+    assert_one_line_error(run(trained, "--version", version, "--symbol", "ethereum"),
+                          "ethereum/1h", "it has: bitcoin/1h")
+    assert_one_line_error(run(trained, "--version", version, "--timeframe", "24h"), "24h", "bitcoin/1h")
+    assert_one_line_error(run(trained, "--version", version, "--start", "2022-01-01"),
+                          "no bitcoin 1h rows to score", "2022-01-01")
+    bad = run(trained, "--version", version, "--start", "not-a-date")
+    assert bad.exit_code == 2 and "--start" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.slow  # trains the quick ensemble (LSTM included): ~25 s of the module's ~40 s
+def test_ensemble_bundle(trained, ensemble_version, tmp_path):
+    _, _, version, _ = trained
+    out, plots = tmp_path / "ens.json", tmp_path / "plots"
+    result = run(trained, "--version", ensemble_version, "--start", START, "--json", out, "--plots", plots)
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"ensemble", "naive"}
+    assert 0.8 <= rows["ensemble"]["mase"] <= 1.2 and rows["ensemble"]["coverage_n_80"] == rows["ensemble"]["n"]
+    # The naive row depends on the data only, not on the bundle.
+    other = tmp_path / "xgb.json"
+    assert run(trained, "--version", version, "--start", START, "--json", other).exit_code == 0
+    naive = next(r for r in json.loads(other.read_text())["results"] if r["model"] == "naive")
+    assert naive == rows["naive"]
+    assert {p.name for p in plots.iterdir()} >= {"bitcoin_1h_predictions.png", "bitcoin_1h_importance.png"}
