@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
+DEFAULT_INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -31,7 +32,10 @@ def make_engine(url: str):
         # One shared connection, or every checkout would see a different empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(parsed.database).expanduser().resolve().parent
+        # Create only our own default folder: a mistyped path should fail, not grow a fresh empty database.
+        if parent == DEFAULT_INSTANCE_DIR:
+            parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
