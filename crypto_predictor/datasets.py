@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.errors import DataNotFound, InvalidInput
+from crypto_predictor.errors import DataNotFound, InsufficientData
 from crypto_predictor.features import WARMUP, build_features, make_target, regularize, resample_daily
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe, resolve
 
 BAR_HOURS = {"1h": 1, "1d": 24}
+MIN_ROWS = 60  # fewer usable rows than this cannot be walk-forward evaluated meaningfully
 # Context asset for each asset's cross-asset features: BTC leads the market; BTC itself looks at ETH.
 CONTEXT_OF = {"bitcoin": "ethereum"}
 DEFAULT_CONTEXT = "bitcoin"
@@ -92,8 +93,8 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
     ok = X.notna().all(axis=1).to_numpy() & y.notna().to_numpy()
     if days is not None:
         ok &= (X.index > X.index[-1] - pd.Timedelta(days=days))
-    if ok.sum() < 10:
-        raise InvalidInput(f"{asset} {timeframe}: only {int(ok.sum())} usable rows; ingest more history",
+    if ok.sum() < MIN_ROWS:
+        raise InsufficientData(f"{asset} {timeframe}: only {int(ok.sum())} usable rows; ingest more history",
                            asset=asset, timeframe=timeframe)
     rows = np.flatnonzero(ok)
     return Dataset(asset, timeframe, bar, h, X.iloc[rows], y.iloc[rows], own["close"].iloc[rows],

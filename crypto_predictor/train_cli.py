@@ -62,7 +62,7 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
     from crypto_predictor.cli import resolve_symbols
     from crypto_predictor.market.store import CandleStore
-    from crypto_predictor.training import TrainOptions, expand_kinds, train_run
+    from crypto_predictor.training import Skipped, TrainOptions, expand_kinds, train_run
 
     config = Config()
     url = database_url or config.DATABASE_URL
@@ -79,12 +79,21 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
         options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end)
         started = time.perf_counter()
         with click.progressbar(length=len(assets) * len(tfs), label="training", file=sys.stderr) as bar:
+            skipped = []
+
+            def done(r):
+                if isinstance(r, Skipped):
+                    skipped.append(r)
+                bar.update(1, f"{r.asset} {r.timeframe}")
+
             version, results = train_run(url, assets, tfs, options, models_dir or config.MODELS_DIR, n_jobs=jobs,
-                                         on_done=lambda r: bar.update(1, f"{r.asset} {r.timeframe}"))
+                                         on_done=done)
     except CryptoPredictorError as exc:
         raise click.ClickException(exc.message) from exc
     for line in format_summary(results):
         click.echo(line)
+    for s in skipped:
+        click.echo(f"skipped {s.asset} {s.timeframe}: {s.reason}")
     click.echo(f"trained {len(results)} pair(s) x {len(options.kinds)} kind(s) in {time.perf_counter() - started:.1f}s")
     click.echo(version)
 

@@ -204,14 +204,29 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
     return result
 
 
-def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str) -> PairResult:
+@dataclass
+class Skipped:
+    """A pair that could not be trained (too little history); reported, not fatal for the run."""
+
+    asset: str
+    timeframe: str
+    reason: str
+
+
+def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str):
     """One (asset, timeframe) in a worker process: its own store connection, its own files."""
     import json
+    import shutil
 
+    from crypto_predictor.errors import InsufficientData
     from crypto_predictor.market.store import CandleStore
 
     out = Path(out_dir)
-    result = train_pair(CandleStore(database_url), asset, timeframe, options, out)
+    try:
+        result = train_pair(CandleStore(database_url), asset, timeframe, options, out)
+    except InsufficientData as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        return Skipped(asset, timeframe, exc.message)
     meta = {"asset": result.asset, "timeframe": result.timeframe, "bar": result.bar, "horizon": result.horizon,
             "features": result.features, "context": result.context, "data_range": list(result.data_range),
             "n_rows": result.n_rows, "kinds": list(options.kinds)}
@@ -232,20 +247,27 @@ def metrics_tables(results: list[PairResult]) -> dict:
 
 def train_run(database_url: str, assets, timeframes, options: TrainOptions, models_dir, n_jobs: int = 2,
               on_done=None) -> tuple[str, list[PairResult]]:
-    """Train every (asset, timeframe) in parallel into one new bundle; returns (version, results)."""
+    """Train every (asset, timeframe) in parallel into one new bundle; returns (version, results).
+
+    Pairs with too little history are skipped (``on_done`` receives a Skipped; the manifest lists
+    them); the run fails only when nothing could be trained.
+    """
     from joblib import Parallel, delayed
 
+    from crypto_predictor.errors import InsufficientData
     from crypto_predictor.registry import BundleWriter
 
     pairs = [(a, t) for a in assets for t in timeframes]
     with BundleWriter(models_dir) as writer:
         jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, "pair.json").parent))
                 for a, t in pairs)
-        results = []
+        results, skipped = [], []
         for result in Parallel(n_jobs=min(n_jobs, len(pairs)), return_as="generator_unordered")(jobs):
-            results.append(result)
+            (skipped if isinstance(result, Skipped) else results).append(result)
             if on_done is not None:
                 on_done(result)
+        if not results:
+            raise InsufficientData("nothing to train: " + "; ".join(s.reason for s in skipped))
         results.sort(key=lambda r: (r.asset, r.timeframe))
         first, last = min(r.data_range[0] for r in results), max(r.data_range[1] for r in results)
         writer.finalize(
@@ -257,6 +279,7 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
                    "bars": {r.timeframe: r.bar for r in results},
                    "pairs": {f"{r.asset}/{r.timeframe}": {"bar": r.bar, "horizon": r.horizon, "rows": r.n_rows,
                                                           "context": r.context, "data_range": r.data_range}
-                             for r in results}},
+                             for r in results},
+                   "skipped": {f"{s.asset}/{s.timeframe}": s.reason for s in skipped}},
         )
     return writer.version, results

@@ -96,3 +96,19 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "models" / "v1").exists()  # a failed run leaves no half bundle
+
+
+def test_pairs_with_too_little_history_are_skipped_and_reported(tmp_path, slice_dir):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    # 120 days of candles cannot feed 7d models on daily bars (168 bars of feature warm-up)
+    result = CliRunner().invoke(train_command, ["--symbol", "bitcoin", "--timeframe", "1h", "--timeframe", "7d",
+                                                "--model", "linear", "--quick", "--data-dir", str(slice_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "skipped bitcoin 7d: bitcoin 7d: only 0 usable rows" in result.output
+    manifest = verify_bundle(tmp_path / "models" / "v1")
+    assert list(manifest["metrics"]["overall"]["bitcoin"]) == ["1h"]
+    assert "bitcoin/7d" in manifest["extra"]["skipped"]
+    nothing = CliRunner().invoke(train_command, ["--symbol", "bitcoin", "--timeframe", "30d", "--model", "linear",
+                                                 "--quick"], env=env)
+    assert nothing.exit_code == 1 and "nothing to train" in nothing.output
+    assert not (tmp_path / "models" / "v2").exists()
