@@ -69,3 +69,23 @@ class ModelNotFound(CryptoPredictorError):
 
 class BundleIntegrityError(CryptoPredictorError):
     code = "bundle_integrity"
+
+
+class DataTooOld(CryptoPredictorError):
+    """The newest candles are older than MAX_DATA_AGE_HOURS and the live source could not refresh them."""
+
+    http_status = 503
+    code = "data_too_old"
+
+
+class ServiceUnavailable(CryptoPredictorError):
+    """No model is loaded (no production alias, or its bundle was refused)."""
+
+    http_status = 503
+    code = "model_unavailable"
+
+
+class InsufficientData(InvalidInput):
+    """Too little history to build features and evaluate a model for a pair."""
+
+    code = "insufficient_data"
