@@ -68,6 +68,28 @@ class Config:
         # A provider asking us to wait longer than this is treated as unavailable.
         self.HTTP_MAX_RETRY_AFTER = _float(env, "HTTP_MAX_RETRY_AFTER", 30.0)
         self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
+        # Serving: how often a worker checks the alias file for a deploy (seconds).
+        self.MODEL_POLL_SECONDS = _float(env, "MODEL_POLL_SECONDS", 2)
+        # Share of clients (sticky by client id) served by the challenger when one is set.
+        self.AB_CHALLENGER_SHARE = _float(env, "AB_CHALLENGER_SHARE", 0)
+        if not 0 <= self.AB_CHALLENGER_SHARE <= 1:
+            raise ValueError(f"AB_CHALLENGER_SHARE must lie in [0, 1], got {self.AB_CHALLENGER_SHARE}")
+        # Log every served prediction for live accuracy (off: "0", "false", "no", "off").
+        self.PREDICTION_LOG = str(_env(env, "PREDICTION_LOG", "1")).strip().lower() not in ("0", "false", "no", "off")
+        # API response cache (Flask-Caching names): SimpleCache per process, RedisCache when
+        # CACHE_REDIS_URL is set (shared by workers and instances); CACHE_ENABLED=0 turns it off.
+        self.CACHE_ENABLED = str(_env(env, "CACHE_ENABLED", "1")).strip().lower() not in ("0", "false", "no", "off")
+        self.CACHE_REDIS_URL = _env(env, "CACHE_REDIS_URL", "")
+        self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
+        self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
+        self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
+        # Rate limit per client address (Flask-Limiter names); on by default, off under TestConfig.
+        # memory:// counts per worker process; use redis://... to share the count.
+        self.RATELIMIT_ENABLED = str(_env(env, "RATELIMIT_ENABLED", "0" if self.TESTING else "1")).strip().lower() \
+            not in ("0", "false", "no", "off")
+        self.RATELIMIT_DEFAULT = _env(env, "RATELIMIT_DEFAULT", "600 per minute")
+        self.RATELIMIT_STORAGE_URI = _env(env, "RATELIMIT_STORAGE_URI", "memory://")
+        self.LOG_LEVEL = str(_env(env, "LOG_LEVEL", "INFO")).upper()
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}

@@ -43,7 +43,7 @@ def make_engine(url: str):
 
 def init_db(engine) -> list[str]:
     """Create every table that does not exist yet; returns the table names. Idempotent."""
-    import crypto_predictor.market.store  # noqa: F401  (declares its tables on metadata)
+    import crypto_predictor.market.store, crypto_predictor.prediction_log  # noqa: F401,E401  (declare their tables)
 
     metadata.create_all(engine, checkfirst=True)
     return sorted(metadata.tables)

@@ -1,4 +1,8 @@
-"""The Flask application factory. Serving endpoints (v1 predict, batch, analysis...) arrive with the Serving issue."""
+"""The Flask application factory: health at /api, the v1 blueprint at /api/v1, metrics at /metrics.
+
+``create_app`` builds the PredictionService but does not start it (no model is loaded
+here): each process starts it on first use, after Gunicorn has forked (api/runtime.py).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,56 @@ from flask import Flask
 
 from crypto_predictor.config import Config
 
+MAX_BODY_BYTES = 64 * 1024
 
-def create_app(config: Config | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.from_object(config or Config())
-    app.config.setdefault("MAX_CONTENT_LENGTH", 64 * 1024)
 
+def _init_cache(app: Flask) -> None:
+    from crypto_predictor.extensions import cache
+
+    cfg = app.config
+    if not cfg.get("CACHE_ENABLED", True):
+        cache_type = "NullCache"
+    elif cfg.get("CACHE_REDIS_URL"):
+        cache_type = "RedisCache"
+    else:
+        cache_type = cfg.get("CACHE_TYPE") or "SimpleCache"
+    cache.init_app(app, config={"CACHE_TYPE": cache_type, "CACHE_NO_NULL_WARNING": True,
+                                "CACHE_DEFAULT_TIMEOUT": int(cfg.get("CACHE_DEFAULT_TIMEOUT", 3600)),
+                                "CACHE_KEY_PREFIX": cfg.get("CACHE_KEY_PREFIX", "crypto_predictor:")})
+
+
+def create_app(config: Config | None = None, service=None) -> Flask:
+    """The app. ``service``: a PredictionService (or a stand-in) to use instead of a new one."""
     from crypto_predictor.api.errors import register_error_handlers
     from crypto_predictor.api.health import bp as health_bp
+    from crypto_predictor.api.observability import init_observability, metrics_bp
+    from crypto_predictor.api.runtime import ServiceHolder
+    from crypto_predictor.api.v1 import bp as v1_bp
+    from crypto_predictor.extensions import new_limiter
     from crypto_predictor.market.store import CandleStore
 
-    app.extensions["candle_store"] = CandleStore(app.config["DATABASE_URL"])
+    config = config or Config()
+    app = Flask(__name__)
+    app.config.from_object(config)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None (unlimited)
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # keep the documented field order
+
+    store = CandleStore(app.config["DATABASE_URL"])
+    app.extensions["candle_store"] = store
+    if service is None:
+        from crypto_predictor.service import PredictionService
+
+        service = PredictionService(config, store=store)
+    app.extensions["prediction_service"] = ServiceHolder(service)
+
+    init_observability(app)  # first, so its request id and timer exist before any other hook runs
     register_error_handlers(app)
+    _init_cache(app)
     app.register_blueprint(health_bp, url_prefix="/api")
+    app.register_blueprint(v1_bp, url_prefix="/api/v1")
+    limiter = new_limiter()
+    limiter.init_app(app)
+    limiter.exempt(health_bp)  # probes and scrapes must not be throttled
+    limiter.exempt(metrics_bp)
     return app

@@ -1,32 +1,43 @@
-"""GET /api/health: is the store reachable and how fresh is its data."""
+"""GET /api/health: readiness as the service sees it (model loaded, store reachable, data age).
+
+200 when every check passes, else 503. The 503 body is the usual error shape plus the
+same ``model_version`` and ``checks`` a 200 carries, so a probe and a person both see why.
+"""
 
 from __future__ import annotations
 
-import pandas as pd
+import logging
+
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("crypto_predictor.api")
+
+
+def _report() -> dict:
+    holder = current_app.extensions["prediction_service"]
+    try:
+        service = holder.get()
+        service.refresh_models()
+        report = dict(service.health())
+    except Exception as exc:  # health must answer whatever broke, and say what
+        log.warning("health check failed: %s", exc.__class__.__name__)
+        reason = getattr(exc, "message", None) or exc.__class__.__name__
+        report = {"ok": False, "model_version": None,
+                  "checks": {"service": {"ok": False, "error": reason}}}
+    report.setdefault("checks", {})
+    report.setdefault("model_version", None)
+    return report
 
 
 @bp.get("/health")
 def health():
-    store = current_app.extensions["candle_store"]
-    checks = {}
-    try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True}
-        latest = store.latest_time("bitcoin", "1h")
-        checks["data"] = {
-            "ok": latest is not None,
-            "latest_bitcoin_candle": None if latest is None else latest.isoformat(),
-            "age_hours": None if latest is None else
-            round((pd.Timestamp.now(tz="UTC") - latest).total_seconds() / 3600, 2),
-        }
-    except Exception as exc:  # report, do not raise: health must answer even when the store is down
-        checks["database"] = {"ok": False, "error": exc.__class__.__name__}
-    # No model can be served until the Serving issue lands, so health reports not ready.
-    checks["model"] = {"ok": False, "error": "model serving not available yet"}
-    healthy = all(c["ok"] for c in checks.values())
-    return jsonify({"status": "ok" if healthy else "unavailable", "checks": checks}), 200 if healthy else 503
+    report = _report()
+    if report.get("ok"):
+        return jsonify({"status": "ok", **report}), 200
+    failing = sorted(name for name, check in report["checks"].items()
+                     if not (isinstance(check, dict) and check.get("ok")))
+    report["status"] = "error"
+    report["error"] = {"code": "unavailable",
+                       "message": f"not ready; failing checks: {', '.join(failing) or 'unknown'}"}
+    return jsonify(report), 503

@@ -1,25 +1,48 @@
+"""GET /api/health: 200 with the served version and checks; 503 (error shape + checks) when not ready."""
+
+import pytest
+
 from crypto_predictor.api import create_app
 from crypto_predictor.config import TestConfig
-from crypto_predictor.market.csvdir import CsvSource
-from crypto_predictor.market.ingest import ingest_asset
+from tests.api.conftest import FRESH_NOW
+from tests.api.helpers import assert_error
 
 
-def test_health_reports_store_and_data_and_503_without_a_model(tmp_path, data_dir):
-    app = create_app(TestConfig(DATABASE_URL=f"sqlite:///{tmp_path / 'h.db'}"))
-    store = app.extensions["candle_store"]
-    store.init_schema()
-    ingest_asset(CsvSource(data_dir), store, "bitcoin", last_days=3)
-    response = app.test_client().get("/api/health")
+def test_healthy_reports_version_checks_and_data_age(make_app, quick_bundle):
+    response = make_app().test_client().get("/api/health")
+    assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert response.status_code == 503  # no model can be served yet
-    assert body["checks"]["database"]["ok"] is True
-    assert body["checks"]["data"]["latest_bitcoin_candle"].startswith("2021-09-30T23:00")
-    assert body["checks"]["model"]["ok"] is False
+    assert body["status"] == "ok" and body["ok"] is True
+    assert body["model_version"] == quick_bundle.production
+    checks = body["checks"]
+    assert checks["model"]["ok"] and checks["database"]["ok"] and checks["data"]["ok"]
+    # 5 minutes after the newest candle closed
+    assert checks["data"]["age_hours"] == pytest.approx((FRESH_NOW - quick_bundle.newest.timestamp()) / 3600 - 1,
+                                                        abs=0.01)
+
+
+def test_503_without_a_model(make_app, tmp_path):
+    client = make_app(MODELS_DIR=str(tmp_path / "empty")).test_client()
+    response = client.get("/api/health")
+    error = assert_error(response, 503, "unavailable")
+    body = response.get_json()
+    assert "model" in error["message"] and body["checks"]["model"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True and body["model_version"] is None
+    # and predictions say why instead of failing obscurely
+    assert_error(client.post("/api/v1/predict", json={"symbol": "bitcoin"}), 503, "model_unavailable")
+
+
+def test_503_when_the_store_is_unreachable(make_app, tmp_path):
+    # a directory where the SQLite file should be: every connection fails
+    client = make_app(DATABASE_URL=f"sqlite:///{tmp_path}").test_client()
+    response = client.get("/api/health")
+    assert_error(response, 503, "unavailable")
+    assert response.get_json()["checks"]["database"]["ok"] is False
+    error = assert_error(client.get("/api/v1/analysis/bitcoin"), 503, "store_unavailable")
+    assert "Traceback" not in error["message"]
 
 
 def test_unknown_route_is_a_json_404(tmp_path):
-    app = create_app(TestConfig(DATABASE_URL=f"sqlite:///{tmp_path / 'h.db'}"))
+    app = create_app(TestConfig(DATABASE_URL=f"sqlite:///{tmp_path / 'h.db'}", MODELS_DIR=str(tmp_path)))
     response = app.test_client().get("/nope")
-    assert response.status_code == 404
-    assert response.get_json()["status"] == "error"
-    assert response.get_json()["error"]["code"] == "not_found"
+    assert_error(response, 404, "not_found")

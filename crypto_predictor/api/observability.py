@@ -1,0 +1,119 @@
+"""Request ids, one JSON log line per request, and Prometheus metrics at /metrics.
+
+Views add what they know about a request (symbol, version, cache_hit) with
+``note(...)``; the after-request hook writes it with path, status and duration.
+
+Metrics: under Gunicorn set PROMETHEUS_MULTIPROC_DIR (an empty, writable directory,
+set before the process starts) so every worker writes its samples there and /metrics,
+whichever worker answers it, reports the sum over all workers; gunicorn.conf.py marks
+dead workers. Without it the metrics are those of the answering process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+
+from flask import Blueprint, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+
+REQUEST_LOGGER = "crypto_predictor.requests"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+REQUEST_LATENCY = Histogram(
+    "cp_http_request_duration_seconds", "HTTP request latency by route and status",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CACHE_LOOKUPS = Counter("cp_prediction_cache_lookups_total", "Prediction cache lookups by result",
+                        ["endpoint", "result"])
+PREDICTIONS = Counter("cp_predictions_served_total", "Predictions served by model version, timeframe and cache",
+                      ["version", "timeframe", "cached"])
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``fields`` passed in ``extra``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+JsonFormatter.converter = time.gmtime  # timestamps in UTC, like everything else here
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for this package's loggers; idempotent (create_app may run often)."""
+    root = logging.getLogger("crypto_predictor")
+    if not any(getattr(h, "_cp_json", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._cp_json = True
+        root.addHandler(handler)
+        root.propagate = False  # Gunicorn or a root handler would print each line twice
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def note(**fields) -> None:
+    """Attach fields to this request's log line (symbol, version, cache_hit, ...)."""
+    g.setdefault("log_fields", {}).update(fields)
+
+
+def request_id() -> str:
+    return g.get("request_id", "")
+
+
+def _before():
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    # Echo a caller's id only when it is safe to put in logs and headers.
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def _after(response):
+    duration = time.perf_counter() - g.get("started", time.perf_counter())
+    response.headers["X-Request-Id"] = request_id() or uuid.uuid4().hex
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    if route != "/metrics":
+        REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(duration)
+    fields = {"request_id": response.headers["X-Request-Id"], "method": request.method, "path": request.path,
+              "route": route, "status": response.status_code, "duration_ms": round(duration * 1000, 2),
+              "symbol": None, "version": None, "cache_hit": None}
+    fields.update(g.get("log_fields", {}))
+    logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
+    return response
+
+
+def metrics_registry():
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return registry
+
+
+metrics_bp = Blueprint("metrics", __name__)
+
+
+@metrics_bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_observability(app) -> None:
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_blueprint(metrics_bp)

@@ -1,0 +1,87 @@
+"""What views share: the per-process service, the caller's A/B id, and a fault-tolerant cache.
+
+The PredictionService object is made in ``create_app`` (cheap) but started, which loads
+the model bundles, on first use in each process: Gunicorn forks its workers from a master
+that ran ``create_app``, and TensorFlow models loaded before a fork hang the children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from flask import current_app, request
+
+from crypto_predictor.extensions import cache
+
+log = logging.getLogger("crypto_predictor.api")
+MAX_CLIENT_ID = 128
+# Seconds a prediction may stay cached: one bar of its timeframe (the key also holds the
+# newest candle's time, so a new candle makes a new key sooner).
+BAR_SECONDS = {"1h": 3600, "24h": 3600, "7d": 86400, "30d": 86400}
+
+
+class ServiceHolder:
+    """Starts the service once per process id, lazily; a failed start is retried next time."""
+
+    def __init__(self, service):
+        self.service = service
+        self._started_pid = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._started_pid == os.getpid()
+
+    def get(self):
+        if self._started_pid != os.getpid():
+            with self._lock:
+                if self._started_pid != os.getpid():
+                    self.service.start()
+                    self._started_pid = os.getpid()
+        return self.service
+
+
+def get_service():
+    """The started PredictionService of this app, in this process."""
+    return current_app.extensions["prediction_service"].get()
+
+
+def client_id() -> str:
+    """A/B bucket key: the app's X-Client-Id header, else the peer address."""
+    value = request.headers.get("X-Client-Id", "").strip()
+    if value and len(value) <= MAX_CLIENT_ID:
+        return value
+    return request.remote_addr or "unknown"
+
+
+def cache_enabled() -> bool:
+    return bool(current_app.config.get("CACHE_ENABLED", True))
+
+
+def cache_key(kind: str, token) -> str:
+    return f"{kind}:" + "|".join(str(part) for part in token)
+
+
+def cache_get(key: str):
+    """The cached value, or None on a miss or when the cache backend is down (serve uncached)."""
+    if not cache_enabled():
+        return None
+    try:
+        return cache.get(key)
+    except Exception as exc:
+        log.warning("cache read failed: %s", exc.__class__.__name__)
+        return None
+
+
+def cache_set(key: str, value, timeframe: str | None = None) -> None:
+    if not cache_enabled():
+        return
+    timeout = int(current_app.config.get("CACHE_DEFAULT_TIMEOUT", 3600))
+    if timeframe in BAR_SECONDS:
+        timeout = min(timeout, BAR_SECONDS[timeframe])
+    try:
+        cache.set(key, value, timeout=timeout)
+    except Exception as exc:
+        log.warning("cache write failed: %s", exc.__class__.__name__)

@@ -1,0 +1,174 @@
+"""The prediction log end to end: served predictions are written, later verified against the
+candles that realised them, and turned into live accuracy and history.
+
+A quick linear bundle (bitcoin and ethereum, 1h and 24h) is trained on the shared candles up
+to 2021-09-20; the store first holds candles up to 2021-09-29 23:00 (predictions are made "then"),
+and the last day is ingested afterwards, as the live ingest would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, select
+
+from crypto_predictor import prediction_log as plog
+from crypto_predictor.config import TestConfig
+from crypto_predictor.market.csvdir import CsvSource
+from crypto_predictor.market.ingest import ingest_asset
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.registry import set_alias
+from crypto_predictor.service import PredictionService
+from crypto_predictor.training import TrainOptions, train_run
+
+DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"))
+ASSETS = ("bitcoin", "ethereum")
+CUT = pd.Timestamp("2021-09-29T23:00Z")  # the store's newest candle when the predictions are made
+NOW = pd.Timestamp("2021-09-30T00:00:30Z")
+
+
+def ingest(store, start, end=None):
+    source = CsvSource(DATA)
+    for asset in ASSETS:
+        ingest_asset(source, store, asset, "1h", start=start, end=end)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """(models dir, database url of the training store)."""
+    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
+        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
+    root = tmp_path_factory.mktemp("plog")
+    url = f"sqlite:///{root / 'train.db'}"
+    store = CandleStore(url)
+    store.init_schema()
+    ingest(store, "2021-07-01", "2021-09-20T00:00Z")
+    models = root / "models"
+    version, _ = train_run(url, ASSETS, ["1h", "24h"], TrainOptions(kinds=("linear",), quick=True, days=45), models,
+                           n_jobs=1)
+    set_alias(models, "production", version)
+    return models
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = CandleStore(f"sqlite:///{tmp_path / 'serve.db'}")
+    assert "prediction_log" in s.init_schema()  # db.init_db declares the log table too
+    ingest(s, "2021-08-01", CUT)
+    return s
+
+
+def make_service(bundle, store, **overrides):
+    config = TestConfig(DATABASE_URL="sqlite://", MODELS_DIR=str(bundle), **overrides)
+    return PredictionService(config, store=store, clock=lambda: NOW.timestamp())
+
+
+def rows(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(plog.prediction_log).order_by(plog.prediction_log.c.id)).mappings().all()
+
+
+def test_predictions_are_logged_verified_and_scored(bundle, store):
+    svc = make_service(bundle, store)
+    hourly = svc.predict("BTC", "1h", client_id="someone")
+    daily = svc.predict("BTC", "24h")
+    svc.predict("BTC", "24h")  # the same prediction twice: logged twice, counted once
+    assert svc.log.flush()
+    logged = rows(store.engine)
+    assert len(logged) == 3 and svc.log.stats()["written"] == 3
+    first = logged[0]
+    assert (first["asset"], first["timeframe"], first["kind"], first["client_ab_group"]) == (
+        "bitcoin", "1h", "linear", "production")
+    assert first["model_version"] == hourly["model_version"]
+    assert first["predicted_price"] == pytest.approx(hourly["predicted_price"])
+    assert [first["lower80"], first["upper80"]] == pytest.approx(hourly["interval"]["80"])
+    assert [first["lower95"], first["upper95"]] == pytest.approx(hourly["interval"]["95"])
+    assert plog.iso(first["target_time"]) == hourly["target_time"] == "2021-09-30T01:00:00Z"
+    assert first["realised_price"] is None
+
+    # Nothing to verify until the candles reach the targets; then the realising closes fill in.
+    assert plog.verify(store) == 0
+    ingest(store, "2021-09-30T00:00Z")
+    assert plog.verify(store) == 3
+    assert plog.verify(store) == 0  # idempotent
+    candles = store.load("bitcoin", "1h", "2021-09-30T00:00Z")
+    logged = rows(store.engine)
+    assert logged[0]["realised_price"] == candles.loc["2021-09-30T00:00Z", "close"]
+    assert logged[1]["realised_price"] == candles.loc["2021-09-30T23:00Z", "close"]
+    assert plog.iso(logged[1]["realised_at"]) == daily["target_time"] == "2021-10-01T00:00:00Z"
+
+    accuracy = {r["timeframe"]: r for r in plog.live_accuracy(store.engine, version=daily["model_version"])}
+    assert set(accuracy) == {"1h", "24h"} and accuracy["24h"]["n"] == 1 and accuracy["1h"]["n"] == 1
+    realised = logged[1]["realised_price"]
+    up = (daily["predicted_price"] > daily["current_price"]) == (realised > daily["current_price"])
+    assert accuracy["24h"]["directional_accuracy"] == (1.0 if up else 0.0)
+    assert accuracy["24h"]["mae_pct"] == pytest.approx(
+        abs(realised - daily["predicted_price"]) / daily["current_price"] * 100, rel=1e-5)
+    low, high = daily["interval"]["80"]
+    assert accuracy["24h"]["coverage_80"] == (1.0 if low <= realised <= high else 0.0)
+    overall = plog.live_accuracy(store.engine, by=())
+    assert overall[0]["n"] == 2
+
+    history = svc.history("bitcoin")
+    assert [h["timeframe"] for h in history] == ["24h", "1h"]  # newest first, duplicates once
+    assert history[0]["status"] == "realised"
+    assert history[0]["error"] == pytest.approx(realised - daily["predicted_price"])
+    assert history[0]["direction_correct"] is up
+    perf = svc.performance(daily["model_version"])
+    assert {r["timeframe"] for r in perf["live"]} == {"1h", "24h"}
+    assert perf["walk_forward"]["bitcoin"]["24h"]["linear"]["n"] > 0
+
+
+def test_rows_without_their_target_candle_use_the_last_close_before_it(bundle, store):
+    svc = make_service(bundle, store)
+    svc.predict("ETH", "1h")
+    svc.log.flush()
+    # An outage: the target's candle never arrives, but later ones do.
+    ingest(store, "2021-09-30T01:00Z", "2021-09-30T05:00Z")
+    assert plog.verify(store) == 1
+    realised = rows(store.engine)[0]
+    assert realised["realised_price"] == store.load("ethereum", "1h", CUT)["close"].iloc[0]
+    assert plog.iso(realised["realised_at"]) == "2021-09-30T00:00:00Z"
+
+
+def test_logging_can_be_switched_off(bundle, store):
+    svc = make_service(bundle, store, PREDICTION_LOG=False)
+    svc.predict("BTC", "24h")
+    assert svc.log is None and svc.history("BTC") == [] and plog.count(store.engine) == 0
+
+
+def test_a_full_queue_drops_rows_and_counts_them(store):
+    writer = plog.PredictionLogWriter(store.engine, maxsize=1)
+    release, entered = threading.Event(), threading.Event()
+    real_write = writer._write
+
+    def slow_write(batch):
+        entered.set()
+        release.wait(10)
+        real_write(batch)
+
+    writer._write = slow_write
+    row = {"asset": "bitcoin", "timeframe": "1h", "model_version": "v1", "kind": "linear",
+           "client_ab_group": "production", "prediction_time": NOW, "data_as_of": NOW, "target_time": NOW,
+           "current_price": 1.0, "predicted_price": 1.0}
+    assert writer.record(row)
+    assert entered.wait(5)  # the writer holds the first row; the queue (size 1) takes one more
+    assert writer.record(row) is True
+    assert writer.record(row) is False
+    assert writer.stats()["dropped"] == 1
+    release.set()
+    assert writer.flush()
+    assert writer.stats()["written"] == 2 and plog.count(store.engine) == 2
+    writer.close()
+
+
+def test_a_broken_database_never_reaches_the_caller(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")  # the directory does not exist
+    writer = plog.PredictionLogWriter(engine)
+    assert writer.record({"asset": "bitcoin"}) is True
+    assert writer.flush()
+    assert writer.stats()["failed"] == 1 and writer.stats()["written"] == 0

@@ -1,0 +1,328 @@
+"""PredictionService on real bundles trained from a slice of the shared BTC/ETH candles.
+
+Bundles (trained once per module, models end 2021-09-20 so the store holds ten days of
+post-training candles): v1 the quick ensemble (all four kinds, LSTM included) for bitcoin and
+ethereum at 24h; v2 and v3 linear-only bundles (fast to load) for the alias and A/B tests.
+"Now" is pinned to just after the data (2021-10-01).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crypto_predictor.config import TestConfig
+from crypto_predictor.datasets import build_dataset, feature_frame
+from crypto_predictor.errors import (DataTooOld, MarketDataUnavailable, ModelNotFound, ServiceUnavailable,
+                                     UnknownSymbol, UnknownTimeframe)
+from crypto_predictor.market.csvdir import CsvSource
+from crypto_predictor.market.frames import FetchResult
+from crypto_predictor.market.ingest import ingest_asset
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.registry import load_manifest, set_alias
+from crypto_predictor.service import PredictionService, ab_bucket
+from crypto_predictor.training import TrainOptions, train_run
+
+DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"))
+ASSETS = ("bitcoin", "ethereum")
+TRAIN_END = "2021-09-20"
+NOW = pd.Timestamp("2021-10-01T00:05:00Z")
+FIELDS = {"symbol", "current_price", "predicted_price", "confidence", "change_percentage", "timeframe",
+          "prediction_time", "model_version", "target_time", "direction", "interval", "data_as_of", "stale",
+          "model_accuracy"}
+
+
+def clock_at(ts):
+    return lambda: pd.Timestamp(ts).timestamp()
+
+
+def fill_store(url, start="2021-06-15", end=None) -> CandleStore:
+    store = CandleStore(url)
+    store.init_schema()
+    source = CsvSource(DATA)
+    for asset in ASSETS:
+        ingest_asset(source, store, asset, "1h", start=start, end=end)
+    return store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(root, database url, models dir) holding v1 (ensemble 24h), v2 (linear 1h+24h), v3 (linear 24h)."""
+    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
+        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
+    root = tmp_path_factory.mktemp("service")
+    url = f"sqlite:///{root / 'candles.db'}"
+    fill_store(url)
+    models = root / "models"
+    train_run(url, ASSETS, ["24h"], TrainOptions(kinds=("ensemble",), quick=True, days=45, end=TRAIN_END), models)
+    train_run(url, ASSETS, ["1h", "24h"], TrainOptions(kinds=("linear",), quick=True, days=45, end=TRAIN_END),
+              models, n_jobs=1)
+    train_run(url, ["bitcoin"], ["24h"], TrainOptions(kinds=("linear",), quick=True, days=30, end=TRAIN_END),
+              models, n_jobs=1)
+    return root, url, models
+
+
+@pytest.fixture(scope="module")
+def service(trained):
+    """A started service on v1 (production), shared by the read-only tests."""
+    root, url, models = trained
+    set_alias(models, "production", "v1")
+    svc = PredictionService(TestConfig(DATABASE_URL=url, MODELS_DIR=str(models), PREDICTION_LOG=False),
+                            clock=clock_at(NOW))
+    svc.start()
+    return svc
+
+
+@pytest.fixture()
+def models_copy(trained, tmp_path):
+    """A private model store (v2 and v3 only) so a test can move aliases freely."""
+    _, _, models = trained
+    target = tmp_path / "models"
+    target.mkdir()
+    for version in ("v2", "v3"):
+        shutil.copytree(models / version, target / version)
+    return target
+
+
+def make_service(trained, models, **overrides):
+    _, url, _ = trained
+    settings = {"DATABASE_URL": url, "MODELS_DIR": str(models), "PREDICTION_LOG": False, **overrides}
+    clock = settings.pop("clock", clock_at(NOW))
+    store = settings.pop("store", None)
+    source = settings.pop("source", None)
+    return PredictionService(TestConfig(**settings), store=store, clock=clock, source=source)
+
+
+# ---------------------------------------------------------------- predictions
+
+def test_predict_returns_every_field_consistently(service, trained):
+    _, url, models = trained
+    data = service.predict("BTC", "24h")
+    assert set(data) == FIELDS
+    last = CandleStore(url).load("bitcoin", "1h", "2021-09-30T23:00Z")
+    assert data["symbol"] == "bitcoin" and data["model_version"] == "v1" and data["timeframe"] == "24h"
+    assert data["current_price"] == pytest.approx(last["close"].iloc[-1])
+    assert data["data_as_of"] == "2021-10-01T00:00:00Z" and data["target_time"] == "2021-10-02T00:00:00Z"
+    assert data["prediction_time"] == "2021-10-01T00:05:00Z" and data["stale"] is False
+    change = data["predicted_price"] / data["current_price"] - 1
+    assert data["change_percentage"] == pytest.approx(change * 100, abs=1e-4)
+    assert data["direction"] == ("up" if change > 0 else "down")
+    low80, high80 = data["interval"]["80"]
+    low95, high95 = data["interval"]["95"]
+    assert low95 < low80 < data["predicted_price"] < high80 < high95
+    assert 0.0 <= data["confidence"] <= 1.0
+    metrics = load_manifest(models / "v1")["metrics"]["overall"]["bitcoin"]["24h"]
+    assert data["model_accuracy"] == pytest.approx(metrics["ensemble"]["directional_accuracy"])
+
+
+def test_serving_features_and_prediction_match_training_on_full_history(service, trained):
+    """Features on the last SERVING_ROWS bars equal (to EMA-seed rounding) those on all history."""
+    _, url, _ = trained
+    store = CandleStore(url)
+    pair = service.models.served.bundles["v1"].pair("ethereum", "24h")
+    X_full, _ = feature_frame(store.load("ethereum"), {"bitcoin": store.load("bitcoin")}, "1h")
+    full_tail = X_full[pair.features].iloc[-pair.context_rows:]
+    service.predict("ethereum", "24h")
+    served = service._frames[("ethereum", "1h")]
+    inputs = pair.inputs(served[1], served[2])
+    assert list(inputs.X_tail.columns) == pair.features
+    np.testing.assert_allclose(inputs.X_tail.to_numpy(), full_tail.to_numpy(), rtol=1e-3, atol=1e-6)
+    assert pair.model.predict_last(inputs.X_tail) == pytest.approx(pair.model.predict_last(full_tail), abs=1e-5)
+
+
+def test_post_training_residuals_are_the_models_errors_after_its_data(service, trained):
+    _, url, _ = trained
+    pair = service.models.served.bundles["v1"].pair("bitcoin", "24h")
+    service.predict("bitcoin", "24h")
+    newest_bar, stats = service._stats[("v1", "bitcoin", "24h")]
+    first, last = pair.post_training_range(newest_bar)
+    assert first == pd.Timestamp("2021-09-20T00:00Z") and last == pd.Timestamp("2021-09-29T23:00Z")
+    assert stats.n_post == 240 and stats.n_stored == len(pair.stored_residuals)
+    # The same errors from the training pipeline's dataset on the full history.
+    ds = build_dataset(CandleStore(url), "bitcoin", "24h")
+    rows = (ds.X.index >= first) & (ds.X.index <= last)
+    expected = ds.y[rows].to_numpy() - pair.model.predict(ds.X[pair.features])[rows]
+    start = pair.window_start(pd.Timestamp("2021-09-30T23:00Z"), first - (pair.context_rows - 1) * pair.step)
+    store = CandleStore(url)
+    got, scales = pair.post_training_residuals(store.load("bitcoin", "1h", start), {"ethereum": store.load(
+        "ethereum", "1h", start)}, first, last)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert scales is not None and np.all(scales > 0)
+
+
+def test_unknown_symbol_timeframe_and_version_raise_the_right_errors(service):
+    with pytest.raises(UnknownSymbol):
+        service.predict("NOPE", "24h")
+    with pytest.raises(UnknownTimeframe):
+        service.predict("BTC", "2h")
+    with pytest.raises(ModelNotFound, match="v1"):
+        service.predict("BTC", "24h", model_version="v99")
+    with pytest.raises(ModelNotFound, match="it has: bitcoin/24h, ethereum/24h") as info:
+        service.predict("BTC", "1h")
+    assert info.value.http_status == 404
+    with pytest.raises(ModelNotFound, match="solana"):
+        service.predict("SOL", "24h")
+
+
+def test_batch_reports_bad_symbols_in_their_own_entry_and_matches_single_predictions(service):
+    entries = service.predict_batch(["BTC", "dogecoin", "nope", "ethereum", "bitcoin"], "24h")
+    assert [e["status"] for e in entries] == ["success", "error", "error", "success", "success"]
+    assert [e["symbol"] for e in entries] == ["BTC", "dogecoin", "nope", "ethereum", "bitcoin"]
+    assert entries[1]["error"]["code"] == "model_not_found" and entries[2]["error"]["code"] == "unknown_symbol"
+    assert entries[0]["data"] == service.predict("bitcoin", "24h") == entries[4]["data"]
+    assert entries[3]["data"] == service.predict("ETH", "24h")
+    with pytest.raises(UnknownTimeframe):  # a request-wide problem is the whole request's error
+        service.predict_batch(["BTC"], "5m")
+
+
+def test_cache_token_names_what_a_prediction_depends_on(service):
+    assert service.cache_token("BTC", "24h") == ("bitcoin", "24h", "v1", "2021-09-30T23:00:00Z")
+    assert service.cache_token("ETHUSDT", "24h", model_version="production")[2] == "v1"
+    with pytest.raises(UnknownSymbol):
+        service.cache_token("nope", "24h")
+
+
+def test_versions_performance_and_health(service):
+    listing = service.versions()
+    assert [r["version"] for r in listing["versions"]] == ["v1", "v2", "v3"]
+    assert all("path" not in r for r in listing["versions"])
+    assert listing["aliases"]["production"] == "v1" and listing["loaded"] == ["v1"]
+    perf = service.performance("production")
+    rows = perf["walk_forward"]["bitcoin"]["24h"]
+    assert perf["version"] == "v1" and {"ensemble", "naive", "lstm"} <= set(rows)
+    assert rows["naive"]["mase"] == pytest.approx(1.0)
+    health = service.health()
+    assert health["ok"] is True and health["model_version"] == "v1"
+    assert health["checks"]["data"]["age_hours"] == pytest.approx(5 / 60, abs=0.01)
+
+
+# ---------------------------------------------------------------- deploys
+
+def test_alias_switch_is_noticed_within_the_poll_interval(trained, models_copy):
+    set_alias(models_copy, "production", "v2")
+    svc = make_service(trained, models_copy, MODEL_POLL_SECONDS=0.3)
+    assert svc.models.loaded() == []  # nothing is loaded before start(): the Gunicorn master stays light
+    svc.start()
+    before = svc.models.served
+    assert svc.predict("BTC", "24h")["model_version"] == "v2"
+    set_alias(models_copy, "production", "v3")
+    switched_at = time.monotonic()
+    while not svc.refresh_models():
+        assert time.monotonic() - switched_at < 0.3 + 2.0, "alias switch not noticed"
+        time.sleep(0.05)
+    assert svc.predict("BTC", "24h")["model_version"] == "v3"
+    # A request that took the old snapshot keeps a working model.
+    old = before.bundles["v2"].pair("bitcoin", "24h")
+    assert np.isfinite(old.model.predict_last(np.zeros((1, len(old.features)))))
+
+
+def test_a_tampered_bundle_is_refused_and_the_previous_keeps_serving(trained, models_copy):
+    set_alias(models_copy, "production", "v2")
+    svc = make_service(trained, models_copy)
+    svc.start()
+    set_alias(models_copy, "production", "v3")  # verified now, tampered below before the worker loads it
+    calibration = models_copy / "v3" / "bitcoin" / "24h" / "linear" / "calibration.json"
+    state = json.loads(calibration.read_text())
+    state["residuals"]["residual"][0] += 0.5
+    calibration.write_text(json.dumps(state))
+    assert svc.refresh_models(force=True) is False
+    assert svc.predict("BTC", "24h")["model_version"] == "v2"
+    health = svc.health()
+    assert health["model_version"] == "v2" and health["checks"]["model"]["ok"] is True
+    refused = health["checks"]["model"]["refused"]
+    assert refused["version"] == "v3" and "sha256 mismatch" in refused["error"]
+
+
+def test_no_production_model_is_a_service_unavailable_error(trained, models_copy):
+    svc = make_service(trained, models_copy)
+    with pytest.raises(ServiceUnavailable) as info:
+        svc.predict("BTC", "24h")
+    assert info.value.http_status == 503 and info.value.code == "model_unavailable"
+    assert svc.health()["ok"] is False
+    assert svc.predict("BTC", "24h", model_version="v3")["model_version"] == "v3"  # explicit versions still work
+
+
+def test_ab_share_routes_clients_stickily(trained, models_copy):
+    set_alias(models_copy, "production", "v2")
+    set_alias(models_copy, "challenger", "v3")
+    clients = [f"client-{i}" for i in range(200)]
+    all_in = make_service(trained, models_copy, AB_CHALLENGER_SHARE=1.0)
+    assert {all_in.resolve_version(None, c) for c in clients} == {"v3"}
+    assert all_in.resolve_version(None, None) == "v2"  # no client id: production
+    assert all_in.resolve_version("v2", "client-1") == "v2"  # explicit wins
+    assert all_in.resolve_version("production", "client-1") == "v2"
+    none_in = make_service(trained, models_copy, AB_CHALLENGER_SHARE=0.0)
+    assert {none_in.resolve_version(None, c) for c in clients} == {"v2"}
+    half = make_service(trained, models_copy, AB_CHALLENGER_SHARE=0.5)
+    first = [half.resolve_version(None, c) for c in clients]
+    assert first == [half.resolve_version(None, c) for c in clients]
+    assert 60 < first.count("v3") < 140
+    assert all((v == "v3") == (ab_bucket(c) < 0.5) for c, v in zip(clients, first))
+    assert half.predict("BTC", "24h", client_id=clients[first.index("v3")])["model_version"] == "v3"
+
+
+# ---------------------------------------------------------------- live data
+
+class FakeSource:
+    """A live source serving the shared candles up to ``until`` (or failing)."""
+
+    name = "fake"
+
+    def __init__(self, until=None, fail=False):
+        self.until, self.fail, self.calls = until, fail, []
+
+    def fetch(self, symbol, interval="1h", start=None, end=None, progress=None):
+        self.calls.append((symbol, pd.Timestamp(start) if start is not None else None))
+        if self.fail:
+            raise MarketDataUnavailable("fake: provider down", provider="fake", reason="down")
+        candles = CsvSource(DATA).fetch(symbol).candles
+        keep = (candles["open_time"] >= pd.Timestamp(start)) & (candles["open_time"] <= pd.Timestamp(self.until))
+        return FetchResult(symbol, interval, candles[keep].reset_index(drop=True), self.name)
+
+
+def test_provider_failure_serves_stored_data_marked_stale(trained, models_copy):
+    set_alias(models_copy, "production", "v2")
+    source = FakeSource(fail=True)
+    svc = make_service(trained, models_copy, source=source, clock=clock_at("2021-10-01T03:00Z"), MAX_DATA_AGE_HOURS=6)
+    data = svc.predict("BTC", "24h")
+    assert data["stale"] is True and data["data_as_of"] == "2021-10-01T00:00:00Z"
+    assert ("bitcoin", pd.Timestamp("2021-10-01T00:00Z")) in source.calls
+    calls = len(source.calls)
+    svc.predict("BTC", "1h")  # within LIVE_RETRY_SECONDS: the provider is not asked again
+    assert len(source.calls) == calls
+
+
+def test_data_older_than_the_limit_is_refused_unless_the_limit_is_off(trained, models_copy):
+    set_alias(models_copy, "production", "v2")
+    late = clock_at("2021-10-02T00:00Z")
+    svc = make_service(trained, models_copy, source=FakeSource(fail=True), clock=late, MAX_DATA_AGE_HOURS=6)
+    with pytest.raises(DataTooOld) as info:
+        svc.predict("BTC", "24h")
+    assert info.value.http_status == 503 and info.value.code == "data_too_old"
+    assert info.value.details["retry_after"] > 0
+    assert svc.health()["checks"]["data"]["ok"] is False
+    off = make_service(trained, models_copy, source=FakeSource(fail=True), clock=late, MAX_DATA_AGE_HOURS=0)
+    assert off.predict("BTC", "24h")["stale"] is True
+    csv_mode = make_service(trained, models_copy, clock=clock_at("2026-01-01T00:00Z"), MAX_DATA_AGE_HOURS=6)
+    data = csv_mode.predict("BTC", "24h")  # no live source: stored data as is, no age limit
+    assert data["stale"] is False and data["data_as_of"] == "2021-10-01T00:00:00Z"
+
+
+def test_missing_candles_are_fetched_from_the_live_source_before_predicting(trained, models_copy, tmp_path):
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'behind.db'}", start="2021-08-01", end="2021-09-29T23:00Z")
+    source = FakeSource(until="2021-09-30T23:00Z")
+    svc = make_service(trained, models_copy, store=store, source=source, clock=clock_at("2021-10-01T00:00:30Z"))
+    data = svc.predict("ETH", "1h")
+    assert data["stale"] is False and data["data_as_of"] == "2021-10-01T00:00:00Z"
+    assert {c[0] for c in source.calls} == {"ethereum", "bitcoin"}  # the context asset is refreshed too
+    assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
+    assert not math.isnan(data["predicted_price"])
