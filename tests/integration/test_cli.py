@@ -8,18 +8,13 @@ from click.testing import CliRunner
 
 from crypto_predictor.cli import cli
 from crypto_predictor.market.store import CandleStore
+from tests.support.slices import write_slice
 
 
 @pytest.fixture()
-def small_dir(tmp_path, btc_candles, eth_candles):
+def small_dir(tmp_path, data_dir):
     """A csv directory holding one month of BTC and ETH in the shared format."""
-    d = tmp_path / "ohlcv"
-    d.mkdir()
-    for pair, frame in (("BTCUSDT", btc_candles), ("ETHUSDT", eth_candles)):
-        part = frame[frame["open_time"] >= "2021-09-01"].copy()
-        part["open_time"] = part["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        part.to_csv(d / f"{pair}-1h.csv.gz", index=False)
-    return d
+    return write_slice(data_dir, tmp_path / "ohlcv", "2021-09-01T00:00:00Z")
 
 
 @pytest.fixture()

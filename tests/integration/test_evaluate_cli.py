@@ -22,6 +22,7 @@ from crypto_predictor import registry
 from crypto_predictor.backtest_bundle import RESULT_FIELDS, evaluate_pair
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.train_cli import train_command
+from tests.support.slices import write_slice
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO / ".." / "shared" / "data" / "ohlcv"))
@@ -39,17 +40,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def trained(tmp_path_factory):
     """(models_dir, database_url, version, last candle time) of a quick xgboost bundle."""
     root = tmp_path_factory.mktemp("evaluate")
-    csv_dir = root / "csv"
-    csv_dir.mkdir()
-    last = None
-    for pair in ("BTCUSDT", "ETHUSDT"):
-        source = DATA / f"{pair}-1h.csv.gz"
-        if not source.is_file():
-            pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
-        raw = pd.read_csv(source)
-        times = pd.to_datetime(raw["open_time"], utc=True)
-        last = times.max()
-        raw[times > last - pd.Timedelta(days=120)].to_csv(csv_dir / f"{pair}-1h.csv", index=False)
+    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
+        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
+    last = pd.Timestamp("2021-09-30T23:00:00Z")  # the shared data's newest candle
+    csv_dir = write_slice(DATA, root / "csv", last - pd.Timedelta(days=120) + pd.Timedelta(hours=1))
     url = f"sqlite:///{root / 'candles.db'}"
     models = root / "models"
     result = CliRunner().invoke(train_command, [

@@ -4,6 +4,7 @@ import pytest
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
+from tests.support.slices import write_frame
 
 
 def test_ingest_of_the_shared_btc_file_is_complete_and_idempotent(data_dir, store):
@@ -24,17 +25,11 @@ def test_ingest_of_the_shared_btc_file_is_complete_and_idempotent(data_dir, stor
     assert series["close"].iloc[-1] == pytest.approx(43790.0, rel=0.05)
 
 
-def _write_csv(path, rows: pd.DataFrame):
-    out = rows.copy()
-    out["open_time"] = out["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    out.to_csv(path, index=False)
-
-
 def test_a_file_with_one_impossible_candle_rejects_exactly_that_row(tmp_path, store, btc_candles):
     rows = btc_candles.iloc[1000:1048].copy()
     bad_time = rows["open_time"].iloc[20]
     rows.loc[rows.index[20], "high"] = rows["low"].iloc[20] * 0.9  # high below low: impossible
-    _write_csv(tmp_path / "BTCUSDT-1h.csv.gz", rows)
+    write_frame(tmp_path / "BTCUSDT-1h.csv.gz", rows)
 
     report = ingest_asset(CsvSource(tmp_path), store, "bitcoin")
     assert report.received == 48 and report.inserted == 47
@@ -45,10 +40,10 @@ def test_a_file_with_one_impossible_candle_rejects_exactly_that_row(tmp_path, st
 
 def test_changed_values_are_updated_not_duplicated(tmp_path, store, btc_candles):
     rows = btc_candles.iloc[:24].copy()
-    _write_csv(tmp_path / "BTCUSDT-1h.csv.gz", rows)
+    write_frame(tmp_path / "BTCUSDT-1h.csv.gz", rows)
     ingest_asset(CsvSource(tmp_path), store, "bitcoin")
     rows.loc[rows.index[5], "volume"] = 999.0
-    _write_csv(tmp_path / "BTCUSDT-1h.csv.gz", rows)
+    write_frame(tmp_path / "BTCUSDT-1h.csv.gz", rows)
     report = ingest_asset(CsvSource(tmp_path), store, "bitcoin")
     assert (report.inserted, report.updated, report.unchanged) == (0, 1, 23)
     assert store.load("bitcoin")["volume"].iloc[5] == 999.0

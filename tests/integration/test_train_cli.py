@@ -11,22 +11,13 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.models import load_model
 from crypto_predictor.registry import open_bundle, verify_bundle
 from crypto_predictor.train_cli import train_command
+from tests.support.slices import write_slice
 
 
 @pytest.fixture(scope="module")
 def slice_dir(tmp_path_factory, data_dir):
-    """120 days of BTC and ETH hourly candles in the shared format, in a temp dir."""
-    import pandas as pd
-
-    from crypto_predictor.market.csvdir import CsvSource
-
-    d = tmp_path_factory.mktemp("ohlcv")
-    for asset, pair in (("bitcoin", "BTCUSDT"), ("ethereum", "ETHUSDT")):
-        frame = CsvSource(data_dir).fetch(asset).candles
-        part = frame[frame["open_time"] >= pd.Timestamp("2021-06-01", tz="UTC")].copy()
-        part["open_time"] = part["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        part.to_csv(d / f"{pair}-1h.csv.gz", index=False)
-    return d
+    """122 days of BTC and ETH hourly candles in the shared format, in a temp dir."""
+    return write_slice(data_dir, tmp_path_factory.mktemp("ohlcv"), "2021-06-01T00:00:00Z")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,26 @@
+"""Small slices of the shared candles written as a csv directory in the shared format (in tmp, never the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from crypto_predictor.market.csvdir import CsvSource
+from crypto_predictor.symbols import resolve
+
+
+def write_slice(data_dir, dest: Path, since: str, assets=("bitcoin", "ethereum")) -> Path:
+    """Write ``<PAIR>-1h.csv.gz`` for each asset with candles opening at or after ``since``; returns dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    source = CsvSource(data_dir)
+    for asset in assets:
+        write_frame(dest / f"{resolve(asset).pair}-1h.csv.gz", source.fetch(asset, start=since).candles)
+    return dest
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> None:
+    """One candle frame (UTC open_time column) as a shared-format csv."""
+    out = frame.copy()
+    out["open_time"] = out["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.to_csv(path, index=False)
