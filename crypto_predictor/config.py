@@ -28,6 +28,10 @@ def _int(environ, name, default):
         raise ValueError(f"{name} must be an integer, got {environ.get(name)!r}") from exc
 
 
+def _bool(environ, name, default: bool) -> bool:
+    return str(_env(environ, name, "1" if default else "0")).strip().lower() not in ("0", "false", "no", "off")
+
+
 class Config:
     """Settings for the app, the CLIs and the jobs.
 
@@ -75,18 +79,17 @@ class Config:
         if not 0 <= self.AB_CHALLENGER_SHARE <= 1:
             raise ValueError(f"AB_CHALLENGER_SHARE must lie in [0, 1], got {self.AB_CHALLENGER_SHARE}")
         # Log every served prediction for live accuracy (off: "0", "false", "no", "off").
-        self.PREDICTION_LOG = str(_env(env, "PREDICTION_LOG", "1")).strip().lower() not in ("0", "false", "no", "off")
+        self.PREDICTION_LOG = _bool(env, "PREDICTION_LOG", True)
         # API response cache (Flask-Caching names): SimpleCache per process, RedisCache when
         # CACHE_REDIS_URL is set (shared by workers and instances); CACHE_ENABLED=0 turns it off.
-        self.CACHE_ENABLED = str(_env(env, "CACHE_ENABLED", "1")).strip().lower() not in ("0", "false", "no", "off")
+        self.CACHE_ENABLED = _bool(env, "CACHE_ENABLED", True)
         self.CACHE_REDIS_URL = _env(env, "CACHE_REDIS_URL", "")
         self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
         self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
         self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
         # Rate limit per client address (Flask-Limiter names); on by default, off under TestConfig.
         # memory:// counts per worker process; use redis://... to share the count.
-        self.RATELIMIT_ENABLED = str(_env(env, "RATELIMIT_ENABLED", "0" if self.TESTING else "1")).strip().lower() \
-            not in ("0", "false", "no", "off")
+        self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", not self.TESTING)
         self.RATELIMIT_DEFAULT = _env(env, "RATELIMIT_DEFAULT", "600 per minute")
         self.RATELIMIT_STORAGE_URI = _env(env, "RATELIMIT_STORAGE_URI", "memory://")
         self.LOG_LEVEL = str(_env(env, "LOG_LEVEL", "INFO")).upper()
