@@ -11,6 +11,12 @@ the directory is emptied at start-up and a dead worker's live series are dropped
 import os
 from pathlib import Path
 
+# One thread per library per worker: the workers already use every core, and OpenMP/TensorFlow
+# thread pools on top of them halved throughput in bench/bench_serving.py (116-151 -> 252 req/s
+# uncached once set). Must be set before any worker imports numpy, xgboost or TensorFlow.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
@@ -40,6 +46,20 @@ def on_starting(server):
     directory.mkdir(parents=True, exist_ok=True)
     for path in directory.glob("*.db"):
         path.unlink()
+
+
+def post_worker_init(worker):
+    """Load and warm up the served bundle before this worker accepts its first request.
+
+    A failure is logged, not fatal: the service retries lazily and health reports it.
+    """
+    holder = getattr(worker.wsgi, "extensions", {}).get("prediction_service")
+    if holder is None:
+        return
+    try:
+        holder.get()
+    except Exception as exc:  # noqa: BLE001 - keep the worker up; /api/health says what is wrong
+        worker.log.warning("model not loaded at worker start: %s", exc)
 
 
 def child_exit(server, worker):
