@@ -15,12 +15,6 @@ from crypto_predictor.symbols import INTERVALS_MS, resolve, supported_ids
 DEFAULT_LIVE_DAYS = 30
 
 
-def _store(config):
-    from crypto_predictor.market.store import CandleStore
-
-    return CandleStore(config.DATABASE_URL)
-
-
 def resolve_symbols(symbols, available=None) -> list[str]:
     """Asset ids for the --symbol values ('all' or none means every supported/available one)."""
     if not symbols or "all" in [s.lower() for s in symbols]:
@@ -41,7 +35,7 @@ def init(database_url):
     config = Config()
     url = database_url or config.DATABASE_URL
     try:
-        store = _store(config) if database_url is None else _store_for(url)
+        store = _store_for(url)
         tables = store.init_schema()
     except Exception as exc:  # a bad URL or unreachable server: one line, not a traceback
         raise click.ClickException(f"cannot initialise {url}: {exc}") from exc
@@ -78,7 +72,7 @@ def ingest(source, data_dir, symbols, interval, days, database_url):
         src = get_source(source_name, config, data_dir=data_dir)
         available = src.available(interval) if source_name == "csv" else None
         assets = resolve_symbols(symbols, available)
-        store = _store_for(database_url) if database_url else _store(config)
+        store = _store_for(database_url or config.DATABASE_URL)
         store.init_schema()
     except CryptoPredictorError as exc:
         raise click.ClickException(exc.message) from exc

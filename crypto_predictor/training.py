@@ -15,6 +15,8 @@ For each (asset, timeframe):
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +86,8 @@ def _conformal(ds: Dataset) -> tuple[RollingConformal, np.ndarray | None]:
     return conformal, conformal.scale(ds.close.to_numpy())
 
 
-def _min_train(n: int, horizon: int, n_folds: int) -> int:
+def _min_train(n: int, horizon: int) -> int:
+    """Folds cover the second half of the series; the first half (less the purge gap) trains fold 0."""
     return max(50, int(n * 0.5) - horizon)
 
 
@@ -144,12 +147,6 @@ def calibrator_from_state(state: dict) -> DirectionCalibrator:
     return DirectionCalibrator.from_state(state)
 
 
-def _row(summary: list, kind: str, ds: Dataset, seconds: float) -> dict:
-    row = dict(summary[0])
-    row.update(model=kind, symbol=ds.asset, timeframe=ds.timeframe)
-    return row
-
-
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
     """Evaluate, fit and (when ``out_dir`` is given) save every requested kind for one pair."""
     ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end)
@@ -157,7 +154,7 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
                         ds.data_range, len(ds.y))
     conformal, scale = _conformal(ds)
     n_folds = 2 if options.quick else options.n_folds
-    min_train = _min_train(len(ds.y), ds.horizon, n_folds)
+    min_train = _min_train(len(ds.y), ds.horizon)
     base = [k for k in BASE_KINDS if k in options.kinds or "ensemble" in options.kinds]
     oos, fitted, states = {}, {}, {}
     for kind in base:
@@ -194,8 +191,6 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
         result.seconds["ensemble"] = time.perf_counter() - started
 
     if out_dir is not None:
-        import json
-
         for kind in options.kinds:
             kind_dir = out_dir / kind
             result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
@@ -215,8 +210,6 @@ class Skipped:
 
 def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str):
     """One (asset, timeframe) in a worker process: its own store connection, its own files."""
-    import json
-    import shutil
 
     from crypto_predictor.errors import InsufficientData
     from crypto_predictor.market.store import CandleStore
