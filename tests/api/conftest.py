@@ -15,12 +15,10 @@ import pytest
 
 from crypto_predictor.api import create_app
 from crypto_predictor.config import TestConfig
-from crypto_predictor.market.csvdir import CsvSource
-from crypto_predictor.market.ingest import ingest_asset
-from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry import set_alias
 from crypto_predictor.service import PredictionService
 from crypto_predictor.training import TrainOptions, train_run
+from tests.support.slices import fill_store
 
 ASSETS = ("bitcoin", "ethereum")
 TIMEFRAMES = ("1h", "24h")
@@ -32,11 +30,7 @@ FRESH_NOW = pd.Timestamp("2021-10-01T00:05:00Z").timestamp()
 def quick_bundle(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("api_bundle")
     url = f"sqlite:///{root / 'store.db'}"
-    store = CandleStore(url)
-    store.init_schema()
-    source = CsvSource(data_dir)
-    for asset in ASSETS:
-        ingest_asset(source, store, asset, last_days=90)
+    store = fill_store(url, data_dir, ASSETS, last_days=90)
     models = root / "models"
     versions = []
     for seed in (1, 2):

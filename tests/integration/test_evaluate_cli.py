@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from crypto_predictor import registry
 from crypto_predictor.backtest_bundle import RESULT_FIELDS, evaluate_pair
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.train_cli import train_command
+from tests.conftest import DATA_DIR
 from tests.support.slices import write_slice
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO / ".." / "shared" / "data" / "ohlcv"))
+DATA = DATA_DIR
 _spec = importlib.util.spec_from_file_location("evaluate_model", REPO / "evaluate_model.py")
 evaluate_model = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(evaluate_model)
@@ -37,11 +37,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, data_dir):
     """(models_dir, database_url, version, last candle time) of a quick xgboost bundle."""
     root = tmp_path_factory.mktemp("evaluate")
-    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
-        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
     last = pd.Timestamp("2021-09-30T23:00:00Z")  # the shared data's newest candle
     csv_dir = write_slice(DATA, root / "csv", last - pd.Timedelta(days=120) + pd.Timedelta(hours=1))
     url = f"sqlite:///{root / 'candles.db'}"

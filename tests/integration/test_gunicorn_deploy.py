@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from crypto_predictor.market.csvdir import CsvSource
-from crypto_predictor.market.ingest import ingest_asset
-from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry import set_alias
 from crypto_predictor.training import TrainOptions, train_run
+from tests.support.slices import fill_store
 
 pytestmark = pytest.mark.slow
 
@@ -60,11 +58,7 @@ def _gunicorn_cmd(port: int) -> list[str]:
 def bundles(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("gunicorn_deploy")
     url = f"sqlite:///{root / 'store.db'}"
-    store = CandleStore(url)
-    store.init_schema()
-    source = CsvSource(data_dir)
-    for asset in ("bitcoin", "ethereum"):  # ethereum: bitcoin's context asset
-        ingest_asset(source, store, asset, last_days=90)
+    fill_store(url, data_dir, ("bitcoin", "ethereum"), last_days=90)  # ethereum: bitcoin's context asset
     models = root / "models"
     versions = [train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=(kind,), quick=True, seed=seed),
                           models, n_jobs=1)[0]

@@ -8,9 +8,7 @@ and the last day is ingested afterwards, as the live ingest would.
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,30 +16,26 @@ from sqlalchemy import create_engine, select
 
 from crypto_predictor import prediction_log as plog
 from crypto_predictor.config import TestConfig
-from crypto_predictor.market.csvdir import CsvSource
-from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
+from tests.conftest import DATA_DIR
+from tests.support.slices import fill_store
 from crypto_predictor.registry import set_alias
 from crypto_predictor.service import PredictionService
 from crypto_predictor.training import TrainOptions, train_run
 
-DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"))
+DATA = DATA_DIR
 ASSETS = ("bitcoin", "ethereum")
 CUT = pd.Timestamp("2021-09-29T23:00Z")  # the store's newest candle when the predictions are made
 NOW = pd.Timestamp("2021-09-30T00:00:30Z")
 
 
 def ingest(store, start, end=None):
-    source = CsvSource(DATA)
-    for asset in ASSETS:
-        ingest_asset(source, store, asset, "1h", start=start, end=end)
+    fill_store(store, DATA, ASSETS, start=start, end=end)
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def bundle(tmp_path_factory, data_dir):
     """(models dir, database url of the training store)."""
-    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
-        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
     root = tmp_path_factory.mktemp("plog")
     url = f"sqlite:///{root / 'train.db'}"
     store = CandleStore(url)

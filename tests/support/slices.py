@@ -24,3 +24,16 @@ def write_frame(path: Path, frame: pd.DataFrame) -> None:
     out = frame.copy()
     out["open_time"] = out["open_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     out.to_csv(path, index=False)
+
+
+def fill_store(store_or_url, data_dir, assets=("bitcoin", "ethereum"), start=None, end=None, last_days=None):
+    """A store (schema created) holding the shared hourly candles of ``assets`` in [start, end]."""
+    from crypto_predictor.market.ingest import ingest_asset
+    from crypto_predictor.market.store import CandleStore
+
+    store = CandleStore(store_or_url) if isinstance(store_or_url, str) else store_or_url
+    store.init_schema()
+    source = CsvSource(data_dir)
+    for asset in assets:
+        ingest_asset(source, store, asset, "1h", start=start, end=end, last_days=last_days)
+    return store

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,13 +23,14 @@ from crypto_predictor.errors import (DataTooOld, MarketDataUnavailable, ModelNot
                                      UnknownSymbol, UnknownTimeframe)
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.frames import FetchResult
-from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
+from tests.conftest import DATA_DIR
+from tests.support.slices import fill_store as fill_shared_store
 from crypto_predictor.registry import load_manifest, set_alias
 from crypto_predictor.service import PredictionService, ab_bucket
 from crypto_predictor.training import TrainOptions, train_run
 
-DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"))
+DATA = DATA_DIR
 ASSETS = ("bitcoin", "ethereum")
 TRAIN_END = "2021-09-20"
 NOW = pd.Timestamp("2021-10-01T00:05:00Z")
@@ -45,19 +44,12 @@ def clock_at(ts):
 
 
 def fill_store(url, start="2021-06-15", end=None) -> CandleStore:
-    store = CandleStore(url)
-    store.init_schema()
-    source = CsvSource(DATA)
-    for asset in ASSETS:
-        ingest_asset(source, store, asset, "1h", start=start, end=end)
-    return store
+    return fill_shared_store(url, DATA, ASSETS, start=start, end=end)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, data_dir):
     """(root, database url, models dir) holding v1 (ensemble 24h), v2 (linear 1h+24h), v3 (linear 24h)."""
-    if not (DATA / "BTCUSDT-1h.csv.gz").is_file():
-        pytest.fail(f"shared market data not found at {DATA} (set CRYPTO_PREDICTOR_DATA_DIR)")
     root = tmp_path_factory.mktemp("service")
     url = f"sqlite:///{root / 'candles.db'}"
     fill_store(url)
