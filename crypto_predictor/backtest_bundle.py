@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
 from crypto_predictor.calibration import DEFAULT_LEVELS, RollingConformal, direction_score, level_key, rolling_intervals
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import DataNotFound, InvalidInput
@@ -33,8 +34,6 @@ from crypto_predictor.evaluation import evaluate_predictions
 from crypto_predictor.registry import Bundle, verify_bundle
 from crypto_predictor.symbols import check_timeframe, resolve
 
-PAIR_FILE = "pair.json"
-CALIBRATION_FILE = "calibration.json"
 # Nominal levels of the calibration (coverage) curve drawn by --plots.
 CURVE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 RESULT_FIELDS = ("symbol", "timeframe", "model", "n", "mae", "rmse", "mase", "directional_accuracy",
@@ -52,16 +51,6 @@ def open_bundle_dir(path) -> Bundle:
     if not root.is_dir():
         raise DataNotFound(f"no bundle directory at {root}")
     return Bundle(path=root, manifest=verify_bundle(root))
-
-
-def bundle_pairs(bundle: Bundle) -> list[tuple[str, str]]:
-    """(asset, timeframe) pairs the bundle holds, from its ``<asset>/<timeframe>/pair.json`` files."""
-    pairs = []
-    for rel in bundle.files:
-        parts = rel.split("/")
-        if len(parts) == 3 and parts[2] == PAIR_FILE:
-            pairs.append((parts[0], parts[1]))
-    return sorted(pairs)
 
 
 def select_pairs(bundle: Bundle, symbols=(), timeframes=()) -> list[tuple[str, str]]:
@@ -207,14 +196,6 @@ def _load_kind(bundle: Bundle, asset: str, timeframe: str, kind: str):
 
     bundle.artifact(asset, timeframe, kind, "model.json")  # listed in the manifest, hence verified
     return load_model(bundle.path / asset / timeframe / kind)
-
-
-def pair_kinds(bundle: Bundle, asset: str, timeframe: str) -> list[str]:
-    """Kinds saved for a pair (those with a calibration.json), in the bundle's order."""
-    saved = {rel.split("/")[2] for rel in bundle.artifacts(asset, timeframe)
-             if rel.count("/") == 3 and rel.endswith("/" + CALIBRATION_FILE)}
-    order = list(bundle.manifest.get("kinds") or []) + sorted(saved)
-    return [k for k in dict.fromkeys(order) if k in saved]
 
 
 def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None, end=None) -> PairEvaluation:

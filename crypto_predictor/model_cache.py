@@ -38,16 +38,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_score, level_key
 from crypto_predictor.datasets import BAR_HOURS, bar_for, feature_frame, horizon_rows
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target
+from crypto_predictor.market.frames import to_utc
 from crypto_predictor.registry import ALIASES, alias_state_token, get_aliases, open_bundle, sort_versions
 
 log = logging.getLogger(__name__)
 
-PAIR_FILE = "pair.json"
-CALIBRATION_FILE = "calibration.json"
 LEVELS = ("80", "95")
 FAILED_RETRY_SECONDS = 60  # between two load attempts of a refused bundle
 EXTRA_BUNDLES = 2  # explicitly requested versions kept loaded besides production/challenger
@@ -226,23 +226,8 @@ class LoadedBundle:
         return found
 
 
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _pairs_in(bundle) -> list[tuple[str, str]]:
-    out = []
-    for rel in bundle.files:
-        parts = rel.split("/")
-        if len(parts) == 3 and parts[2] == PAIR_FILE:
-            out.append((parts[0], parts[1]))
-    return sorted(out)
-
-
 def choose_kind(bundle, asset: str, timeframe: str) -> str:
-    saved = sorted({rel.split("/")[2] for rel in bundle.artifacts(asset, timeframe)
-                    if rel.count("/") == 3 and rel.endswith("/" + CALIBRATION_FILE)})
+    saved = sorted(pair_kinds(bundle, asset, timeframe))
     if not saved:
         raise BundleIntegrityError(f"bundle {bundle.version}: {asset}/{timeframe} has no saved model")
     if "ensemble" in saved or len(saved) == 1:
@@ -286,7 +271,7 @@ def _load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
     return ServingPair(
         version=bundle.version, asset=asset, timeframe=timeframe, bar=meta["bar"], horizon=int(meta["horizon"]),
         features=features, context=list(meta.get("context") or []),
-        data_end=_utc(meta["data_range"][1]), kind=kind, model=model,
+        data_end=to_utc(meta["data_range"][1]), kind=kind, model=model,
         conformal=conformal, calibrator=DirectionCalibrator.from_state(state["direction_calibrator"]),
         stored_times=times, stored_residuals=np.asarray(stored["residual"], dtype=float), stored_scales=scales,
         model_accuracy=None if accuracy is None else float(accuracy))
@@ -297,7 +282,7 @@ def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
     started = time.perf_counter()
     bundle = open_bundle(Path(models_dir), version)
     pairs = {}
-    for asset, timeframe in _pairs_in(bundle):
+    for asset, timeframe in bundle_pairs(bundle):
         pair = _load_pair(bundle, asset, timeframe)
         if warm_up:
             pair.warm_up()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal
 from crypto_predictor.datasets import Dataset, build_dataset
 from crypto_predictor.evaluation import backtest
@@ -194,8 +195,8 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
         for kind in options.kinds:
             kind_dir = out_dir / kind
             result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
-            (kind_dir / "calibration.json").write_text(json.dumps(states[kind]))
-            result.files.append(f"{kind}/calibration.json")
+            (kind_dir / CALIBRATION_FILE).write_text(json.dumps(states[kind]))
+            result.files.append(f"{kind}/{CALIBRATION_FILE}")
     return result
 
 
@@ -223,8 +224,8 @@ def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOpti
     meta = {"asset": result.asset, "timeframe": result.timeframe, "bar": result.bar, "horizon": result.horizon,
             "features": result.features, "context": result.context, "data_range": list(result.data_range),
             "n_rows": result.n_rows, "kinds": list(options.kinds)}
-    (out / "pair.json").write_text(json.dumps(meta, indent=2))
-    result.files.append("pair.json")
+    (out / PAIR_FILE).write_text(json.dumps(meta, indent=2))
+    result.files.append(PAIR_FILE)
     return result
 
 
@@ -252,7 +253,7 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
 
     pairs = [(a, t) for a in assets for t in timeframes]
     with BundleWriter(models_dir) as writer:
-        jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, "pair.json").parent))
+        jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
                 for a, t in pairs)
         results, skipped = [], []
         for result in Parallel(n_jobs=min(n_jobs, len(pairs)), return_as="generator_unordered")(jobs):
