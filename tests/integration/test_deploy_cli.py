@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from crypto_predictor import registry
 from crypto_predictor.deploy import headline_metrics
+from tests.support.cli import assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("deploy_model", REPO / "deploy_model.py")
@@ -46,15 +47,6 @@ def cli(*args):
     result = CliRunner().invoke(deploy_model.main, [str(a) for a in args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_deploy_rollback_and_list(store):

@@ -23,6 +23,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.train_cli import train_command
 from tests.conftest import DATA_DIR
 from tests.support.slices import write_slice
+from tests.support.cli import assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = DATA_DIR
@@ -71,14 +72,6 @@ def run(trained, *args, models_dir=True):
     result = CliRunner().invoke(evaluate_command, argv, env={"DATABASE_URL": url})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_out_of_sample_json(trained, tmp_path):
