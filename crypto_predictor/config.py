@@ -93,6 +93,20 @@ class Config:
         self.RATELIMIT_DEFAULT = _env(env, "RATELIMIT_DEFAULT", "600 per minute")
         self.RATELIMIT_STORAGE_URI = _env(env, "RATELIMIT_STORAGE_URI", "memory://")
         self.LOG_LEVEL = str(_env(env, "LOG_LEVEL", "INFO")).upper()
+        # Security: admin endpoints answer only with "Authorization: Bearer <ADMIN_TOKEN>";
+        # with no token set they are disabled. CORS is off unless origins are listed (comma-separated).
+        self.ADMIN_TOKEN = _env(env, "ADMIN_TOKEN", "")
+        self.CORS_ORIGINS = [o.strip() for o in _env(env, "CORS_ORIGINS", "").split(",") if o.strip()]
+        # Jobs (refresh / verify / retrain). Assets to refresh: comma-separated ids, default all known.
+        self.REFRESH_ASSETS = [a.strip() for a in _env(env, "REFRESH_ASSETS", "").split(",") if a.strip()]
+        # A job lock older than this is taken to belong to a crashed run and may be taken over.
+        self.JOB_LOCK_TTL_SECONDS = _float(env, "JOB_LOCK_TTL_SECONDS", 6 * 3600)
+        # retrain triggers when, over the last RETRAIN_WINDOW_DAYS with at least RETRAIN_MIN_SAMPLES
+        # verified predictions, direction accuracy or 80% interval coverage falls below these.
+        self.RETRAIN_WINDOW_DAYS = _float(env, "RETRAIN_WINDOW_DAYS", 14)
+        self.RETRAIN_MIN_SAMPLES = _int(env, "RETRAIN_MIN_SAMPLES", 30)
+        self.RETRAIN_MIN_DIRECTION_ACCURACY = _float(env, "RETRAIN_MIN_DIRECTION_ACCURACY", 0.48)
+        self.RETRAIN_MIN_COVERAGE80 = _float(env, "RETRAIN_MIN_COVERAGE80", 0.70)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}
