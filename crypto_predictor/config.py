@@ -97,6 +97,14 @@ class Config:
         # with no token set they are disabled. CORS is off unless origins are listed (comma-separated).
         self.ADMIN_TOKEN = _env(env, "ADMIN_TOKEN", "")
         self.CORS_ORIGINS = [o.strip() for o in _env(env, "CORS_ORIGINS", "").split(",") if o.strip()]
+        # /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>" when one is set (open otherwise).
+        self.METRICS_TOKEN = _env(env, "METRICS_TOKEN", "")
+        # Proxies in front of the app that append to X-Forwarded-For (Render: 2, Cloudflare then its proxy).
+        # 0 ignores the header so a client cannot spoof its address; the right count lets rate limits and A/B
+        # see the real client (check with GET /api/v1/admin/request-info).
+        self.PROXY_FIX_X_FOR = _int(env, "PROXY_FIX_X_FOR", 0)
+        if self.PROXY_FIX_X_FOR < 0:
+            raise ValueError(f"PROXY_FIX_X_FOR must be 0 or more, got {self.PROXY_FIX_X_FOR}")
         # Jobs (refresh / verify / retrain). Assets to refresh: comma-separated ids, default all known.
         self.REFRESH_ASSETS = [a.strip() for a in _env(env, "REFRESH_ASSETS", "").split(",") if a.strip()]
         # A job lock older than this is taken to belong to a crashed run and may be taken over.

@@ -44,6 +44,7 @@ def make_engine(url: str):
 def init_db(engine) -> list[str]:
     """Create every table that does not exist yet; returns the table names. Idempotent."""
     import crypto_predictor.market.store, crypto_predictor.prediction_log  # noqa: F401,E401  (declare their tables)
+    import crypto_predictor.jobs.lock  # noqa: F401  (job_locks)
 
     metadata.create_all(engine, checkfirst=True)
     return sorted(metadata.tables)

@@ -1,7 +1,11 @@
 """The prediction log: every served prediction, later compared with the realised price.
 
 Writes go through a bounded in-process queue drained by one background thread, so logging
-never blocks or fails a request: when the queue is full the row is dropped and counted.
+never blocks or fails a request: when the queue is full the row is dropped and counted. The
+request thread pays one ``put_nowait``; the writer lingers ``linger`` seconds after the first
+row of a batch so the rows that arrive meanwhile share one transaction (a transaction per row
+cost more than the prediction itself, and that work competes with requests for the GIL).
+A ``flush`` ends the linger at once.
 ``verify`` fills ``realised_price`` once the stored candles reach a row's target time, and
 the query functions turn realised rows into live accuracy.
 
@@ -62,6 +66,11 @@ def utc(value) -> _dt.datetime | None:
     """A UTC-aware datetime (SQLite hands back naive values, which are UTC by construction)."""
     if value is None:
         return None
+    if type(value) is str and value.endswith("Z"):  # the service's own ISO times: the writer's hot path
+        try:
+            return _dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=_dt.timezone.utc)
+        except ValueError:
+            pass  # anything else pandas may still read
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.floor("us").to_pydatetime()  # datetime has no nanoseconds
@@ -77,18 +86,23 @@ def ensure_table(engine) -> None:
 
 
 class PredictionLogWriter:
-    """Bounded queue + one daemon thread writing batches; ``record`` never blocks or raises."""
+    """Bounded queue + one daemon thread writing batches; ``record`` never blocks or raises.
 
-    def __init__(self, engine, maxsize: int = 10_000, batch_size: int = 500):
+    ``linger``: seconds the writer waits after a batch's first row for more (0: write at once).
+    """
+
+    def __init__(self, engine, maxsize: int = 10_000, batch_size: int = 500, linger: float = 0.2):
         self.engine = engine
         self.maxsize = int(maxsize)
         self.batch_size = int(batch_size)
+        self.linger = float(linger)
         self.written = self.dropped = self.failed = 0
         self._lock = threading.Lock()
         self._pid = None
         self._queue = None
         self._thread = None
         self._table_ready = False
+        self._wake = threading.Event()
 
     def _ensure_thread(self) -> None:
         # Started on first use, and again in a forked child (threads do not survive fork).
@@ -128,6 +142,7 @@ class PredictionLogWriter:
             self._queue.put(done, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         return done.wait(timeout)
 
     def stats(self) -> dict:
@@ -141,6 +156,7 @@ class PredictionLogWriter:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
                 return
+            self._wake.set()
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -148,6 +164,10 @@ class PredictionLogWriter:
         while True:
             rows, markers, stop = [], [], False
             item = q.get()
+            if self.linger > 0 and isinstance(item, dict):
+                # Wait on an event, not on the queue: puts meanwhile wake nobody; a flush does.
+                self._wake.wait(self.linger)
+                self._wake.clear()
             while True:
                 if item is _STOP:
                     stop = True
@@ -252,16 +272,20 @@ def _inside(low, high, price):
     return case((low.is_(None), None), (and_(price >= low, price <= high), 1.0), else_=0.0)
 
 
-def live_accuracy(engine, version=None, asset=None, timeframe=None, by=("model_version", "asset", "timeframe")
-                  ) -> list[dict]:
+def live_accuracy(engine, version=None, asset=None, timeframe=None, by=("model_version", "asset", "timeframe"),
+                  since=None, until=None) -> list[dict]:
     """Accuracy of realised predictions, one row per group (``by``: a subset of the three keys).
+
+    ``since`` / ``until`` keep predictions whose target time lies in (since, until] (a rolling window).
 
     n, directional_accuracy (sign of predicted vs realised move; a predicted no-change counts
     0.5, a realised no-change is left out), mae_pct and naive_mae_pct (|error| as % of the
     price at prediction time, model vs no-change), mase, coverage_80/95, mean_confidence.
     """
     t = prediction_log.c
-    firsts = _firsts(t.realised_price.is_not(None), *_filters(version, asset, timeframe))
+    window = ([] if since is None else [t.target_time > utc(since)]) + (
+        [] if until is None else [t.target_time <= utc(until)])
+    firsts = _firsts(t.realised_price.is_not(None), *_filters(version, asset, timeframe), *window)
     pred_move, real_move = t.predicted_price - t.current_price, t.realised_price - t.current_price
     hit = case((real_move == 0, None), (pred_move == 0, 0.5), (pred_move * real_move > 0, 1.0), else_=0.0)
     keys = [getattr(t, k) for k in by]

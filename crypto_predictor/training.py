@@ -240,11 +240,12 @@ def metrics_tables(results: list[PairResult]) -> dict:
 
 
 def train_run(database_url: str, assets, timeframes, options: TrainOptions, models_dir, n_jobs: int = 2,
-              on_done=None) -> tuple[str, list[PairResult]]:
+              on_done=None, extra=None) -> tuple[str, list[PairResult]]:
     """Train every (asset, timeframe) in parallel into one new bundle; returns (version, results).
 
     Pairs with too little history are skipped (``on_done`` receives a Skipped; the manifest lists
-    them); the run fails only when nothing could be trained.
+    them); the run fails only when nothing could be trained. ``extra`` adds keys to the manifest's
+    ``extra`` (e.g. why a retrain ran), sealed with the bundle.
     """
     from joblib import Parallel, delayed
 
@@ -269,7 +270,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
             features=list(dict.fromkeys(f for r in results for f in r.features)),
             data_range={"start": first, "end": last, "days": options.days, "end_limit": options.end},
             metrics=metrics_tables(results),
-            extra={"quick": options.quick, "seed": options.seed, "n_folds": 2 if options.quick else options.n_folds,
+            extra={**(extra or {}),
+                   "quick": options.quick, "seed": options.seed, "n_folds": 2 if options.quick else options.n_folds,
                    "bars": {r.timeframe: r.bar for r in results},
                    "pairs": {f"{r.asset}/{r.timeframe}": {"bar": r.bar, "horizon": r.horizon, "rows": r.n_rows,
                                                           "context": r.context, "data_range": r.data_range}

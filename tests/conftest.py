@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: shared data, a fake market server, stores."""
+"""Fixtures shared by every test package: shared data, a fake market server, stores, and real
+PostgreSQL and Redis servers started on 127.0.0.1 for the session (tests/support/servers.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from crypto_predictor.config import TestConfig
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.store import CandleStore
 from tests.support.fake_market import FakeMarket
+from tests.support import servers
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO.parent / "shared" / "data" / "ohlcv"))
@@ -61,3 +63,45 @@ def store(tmp_path) -> CandleStore:
     s = CandleStore(f"sqlite:///{tmp_path / 'candles.db'}")
     s.init_schema()
     return s
+
+
+def _server(server_class):
+    server, missing = servers.start_or_explain(server_class)
+    if server is None:
+        if os.environ.get("CI"):  # CI installs both servers: their absence is a failure there
+            pytest.fail(f"{missing}: {servers.SETUP_HINT}")
+        pytest.skip(servers.SETUP_HINT)
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster of this session on 127.0.0.1 (tests/support/servers.py)."""
+    server = _server(servers.PostgresServer)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> str:
+    """SQLAlchemy URL (postgresql+psycopg) of a fresh, empty database for this test (dropped after it)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = _server(servers.RedisServer)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_server) -> str:
+    """URL of the session's Redis server, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url

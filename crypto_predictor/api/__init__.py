@@ -1,5 +1,8 @@
 """The Flask application factory: health at /api, the v1 blueprint at /api/v1, metrics at /metrics.
 
+Admin routes sit at /api/v1/admin behind ADMIN_TOKEN (api/admin.py); CORS, the proxy-aware
+client address and the /metrics token are switched by configuration (api/security.py).
+
 ``create_app`` builds the PredictionService but does not start it (no model is loaded
 here): each process starts it on first use, after Gunicorn has forked (api/runtime.py).
 """
@@ -30,10 +33,12 @@ def _init_cache(app: Flask) -> None:
 
 def create_app(config: Config | None = None, service=None) -> Flask:
     """The app. ``service``: a PredictionService (or a stand-in) to use instead of a new one."""
+    from crypto_predictor.api.admin import bp as admin_bp
     from crypto_predictor.api.errors import register_error_handlers
     from crypto_predictor.api.health import bp as health_bp
     from crypto_predictor.api.observability import init_observability, metrics_bp
     from crypto_predictor.api.runtime import ServiceHolder
+    from crypto_predictor.api.security import init_security
     from crypto_predictor.api.v1 import bp as v1_bp
     from crypto_predictor.extensions import new_limiter
     from crypto_predictor.market.store import CandleStore
@@ -58,6 +63,8 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     _init_cache(app)
     app.register_blueprint(health_bp, url_prefix="/api")
     app.register_blueprint(v1_bp, url_prefix="/api/v1")
+    app.register_blueprint(admin_bp, url_prefix="/api/v1/admin")
+    init_security(app)
     limiter = new_limiter()
     limiter.init_app(app)
     limiter.exempt(health_bp)  # probes and scrapes must not be throttled

@@ -236,9 +236,49 @@ PATHS = {
                         "200 when a model is loaded and the store answers; 503 otherwise (same body, status "
                         "error, with the error object).",
                         {"200": _ok(_ref("Health")), "503": _ok(_ref("Health"), "Not ready")}, tags=("ops",)),
-    "/metrics": _get("Prometheus metrics (summed over Gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set)", "",
-                     {"200": {"description": "Prometheus text format",
-                              "content": {"text/plain": {"schema": _STR}}}}, tags=("ops",)),
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (summed over Gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set)",
+        "description": "Open unless METRICS_TOKEN is set; then it needs Authorization: Bearer <METRICS_TOKEN>.",
+        "tags": ["ops"], "security": [{}, {"metricsToken": []}],
+        "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _STR}}},
+                      "401": _error("METRICS_TOKEN is set and the bearer token is missing or wrong")}}},
+}
+
+ADMIN_ERRORS = {
+    "401": _error("Missing or wrong bearer token (WWW-Authenticate: Bearer)"),
+    "403": _error("Admin endpoints are disabled: ADMIN_TOKEN is not set (admin_disabled)"),
+    "413": _error("A body declared larger than 64 KiB (admin routes take no body)"),
+    "429": COMMON_ERRORS["429"], "500": COMMON_ERRORS["500"],
+}
+
+
+def _admin(method, summary, description, extra=None) -> dict:
+    responses = {"200": _ok(_ref("Generic")), **ADMIN_ERRORS, **(extra or {})}
+    return {method: {"summary": summary, "description": description + " The answer names the worker_pid "
+                     "that handled it: each Gunicorn worker and instance acts on its own state.",
+                     "tags": ["admin"], "security": [{"adminToken": []}], "responses": responses}}
+
+
+PATHS.update({
+    "/api/v1/admin/models/reload": _admin(
+        "post", "Re-read the model aliases now",
+        "Loads what production and challenger point at in the answering worker (other workers notice "
+        "within MODEL_POLL_SECONDS). data: swapped, production, challenger, loaded, refused.",
+        {"503": COMMON_ERRORS["503"]}),
+    "/api/v1/admin/cache/clear": _admin(
+        "post", "Clear the response cache",
+        "With Redis (CACHE_REDIS_URL) the shared cache of every worker and instance; otherwise only the "
+        "answering worker's in-process cache. data: cleared, backend, scope.",
+        {"503": _error("The cache backend could not be reached (cache_unavailable)")}),
+    "/api/v1/admin/request-info": _admin(
+        "get", "The client address as the app sees it",
+        "remote_addr after PROXY_FIX_X_FOR is applied, the peer address and the raw X-Forwarded-For: how to "
+        "check the proxy setting after a deploy."),
+})
+
+SECURITY_SCHEMES = {
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN from the environment"},
+    "metricsToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN from the environment"},
 }
 
 
@@ -254,9 +294,9 @@ def spec() -> dict:
                            "unknown fields are ignored. Responses carry X-Request-Id (echoed when sent).",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("predict", "analysis", "models", "info", "docs", "ops")],
+        "tags": [{"name": n} for n in ("predict", "analysis", "models", "info", "docs", "ops", "admin")],
         "paths": PATHS,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -280,6 +320,10 @@ def render_docs(doc: dict) -> str:
             parts.append(f"<p><strong>{esc(op['summary'])}</strong></p>")
             if op.get("description"):
                 parts.append(f"<p>{esc(op['description'])}</p>")
+            schemes = [name for requirement in op.get("security", []) for name in requirement]
+            if schemes:
+                optional = " (optional)" if {} in op["security"] else ""
+                parts.append(f"<p>Authorization: Bearer {esc(', '.join(schemes))}{optional}</p>")
             if op.get("parameters"):
                 rows = "".join(f"<li><code>{esc(p['name'])}</code> ({esc(p['in'])}"
                                f"{', required' if p.get('required') else ''}): {esc(p.get('description', ''))}</li>"

@@ -83,7 +83,10 @@ class CandleStore:
         with self.engine.begin() as conn:
             if len(new_rows):
                 rows = [dict(r, asset=asset, interval=interval, source=source) for r in _records(new_rows)]
-                result = conn.execute(_dialect_insert(self.engine), rows)
+                # Concurrent writers may insert some of these rows first (ON CONFLICT skips them): count
+                # what this statement inserted. SQLAlchemy drops an INSERT's rowcount unless told to keep it.
+                result = conn.execute(_dialect_insert(self.engine), rows,
+                                      execution_options={"preserve_rowcount": True})
                 counts["inserted"] = result.rowcount if result.rowcount >= 0 else len(rows)
             if len(changed_rows):
                 stmt = (

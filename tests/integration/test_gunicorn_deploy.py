@@ -10,9 +10,6 @@ can tell that *both* workers switched, in place (no worker restarted).
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,11 +22,11 @@ import requests
 
 from crypto_predictor.registry import set_alias
 from crypto_predictor.training import TrainOptions, train_run
+from tests.support.gunicorn import REPO, GunicornServer, stop_process, worker_of
 from tests.support.slices import fill_store
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.5
 # A request that starts this long after deploy_model.py returned must see the new version:
 # one poll interval plus loading a small bundle, with room for a busy 2-core machine.
@@ -37,21 +34,6 @@ SETTLE_SECONDS = 3.0
 STEADY_SECONDS = 1.5  # of traffic on the new version before the next step
 LOAD_LIMIT_SECONDS = 40.0  # the client threads stop by themselves after this
 BODY = {"symbol": "BTC", "timeframe": "1h"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gunicorn_cmd(port: int) -> list[str]:
-    exe = Path(sys.executable).with_name("gunicorn")
-    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "gunicorn"]
-    # Command-line settings override gunicorn.conf.py, whose default bind is 0.0.0.0.
-    # %(p)s is the answering worker's pid, the second field our request id.
-    return base + ["-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                   "--access-logformat", "%(p)s %({x-request-id}o)s %(s)s", "flask_api:app"]
 
 
 @pytest.fixture(scope="module")
@@ -67,50 +49,18 @@ def bundles(tmp_path_factory, data_dir):
     return root, url, models, versions
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # graceful: workers finish their request
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def server(bundles):
     root, url, models, versions = bundles
-    port = _free_port()
-    access_log = root / "access.log"
-    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
-               DATABASE_URL=url, MODELS_DIR=str(models), MARKET_DATA_SOURCE="csv",
-               MODEL_POLL_SECONDS=str(POLL_SECONDS), RATELIMIT_ENABLED="0", CACHE_ENABLED="1",
-               GUNICORN_ACCESSLOG=str(access_log), LOG_LEVEL="warning")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    out = open(root / "gunicorn.out", "wb")
-    proc = subprocess.Popen(_gunicorn_cmd(port), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    gunicorn = GunicornServer(root, dict(
+        WEB_CONCURRENCY="2", GUNICORN_THREADS="1", DATABASE_URL=url, MODELS_DIR=str(models),
+        MARKET_DATA_SOURCE="csv", MODEL_POLL_SECONDS=str(POLL_SECONDS), RATELIMIT_ENABLED="0",
+        CACHE_ENABLED="1", LOG_LEVEL="warning"))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{_tail(root / 'gunicorn.out')}")
-            try:
-                if requests.get(f"{base}/api/health", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/api/health never answered 200:\n{_tail(root / 'gunicorn.out')}")
-            time.sleep(0.1)
-        yield base, models, versions, access_log, proc
+        gunicorn.start()
+        yield gunicorn.base, models, versions, gunicorn.access_log, gunicorn.proc
     finally:
-        _stop(proc)
-        out.close()
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_bytes()[-n:].decode(errors="replace") if path.exists() else "(no output)"
+        gunicorn.stop()
 
 
 @dataclass
@@ -159,16 +109,6 @@ def _wait_for(results: list, version: str, since: float, timeout: float) -> bool
     return False
 
 
-def _worker_of(access_log: Path) -> dict:
-    """request id -> pid of the worker that answered it."""
-    out = {}
-    for line in access_log.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            out[parts[1]] = int(parts[0].strip("<>"))  # %(p)s is "<pid>"
-    return out
-
-
 def test_deploy_switches_every_worker_without_failed_requests(server):
     base, models, (v1, v2), access_log, proc = server
     results: list[Result] = []
@@ -199,8 +139,8 @@ def test_deploy_switches_every_worker_without_failed_requests(server):
     before = [r for r in results if r.ended < first_start]
     assert before and {r.version for r in before} == {v1}
 
-    _stop(proc)  # flushes the access log; the fixture's own stop is then a no-op
-    worker = _worker_of(access_log)
+    stop_process(proc)  # flushes the access log; the fixture's own stop is then a no-op
+    worker = worker_of(access_log)
     all_pids = {worker[r.request_id] for r in results if r.request_id in worker}
     assert len(all_pids) == 2, f"expected the same 2 workers throughout (no restart), saw pids {all_pids}"
 

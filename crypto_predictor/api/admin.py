@@ -1,0 +1,112 @@
+"""Admin endpoints at /api/v1/admin, for operators: each needs ``Authorization: Bearer <ADMIN_TOKEN>``.
+
+With no ADMIN_TOKEN configured every admin route answers 403 ``admin_disabled``: there is no
+default secret to guess. A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``.
+Tokens are compared in constant time (``bearer_matches``).
+
+What they act on is the answering process: Gunicorn runs several workers (and a platform
+several instances), and a request reaches one of them. ``models/reload`` makes that worker
+re-read the aliases now; the others notice within MODEL_POLL_SECONDS anyway. ``cache/clear``
+empties the shared Redis cache (every worker and instance), or only that worker's in-process
+cache. No route here reads a request body; one declared larger than MAX_CONTENT_LENGTH is refused (413).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from crypto_predictor.api.errors import error_response
+from crypto_predictor.api.runtime import get_service
+from crypto_predictor.extensions import cache
+
+bp = Blueprint("admin", __name__)
+log = logging.getLogger("crypto_predictor.api")
+
+
+def presented_bearer() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def bearer_matches(presented: str | None, expected: str) -> bool:
+    """Constant-time comparison. Hashing first makes it independent of the tokens' lengths too."""
+    if not presented or not expected:
+        return False
+    digest = lambda value: hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()  # noqa: E731
+    return hmac.compare_digest(digest(presented), digest(expected))
+
+
+def unauthorized(realm: str):
+    """401 in the common error shape; RFC 6750's ``invalid_token`` when a token was sent but is wrong."""
+    presented = presented_bearer()
+    challenge = f'Bearer realm="{realm}"' + (', error="invalid_token"' if presented else "")
+    message = "invalid bearer token" if presented else "this endpoint needs an Authorization: Bearer token"
+    return error_response(401, "unauthorized", message, {"WWW-Authenticate": challenge})
+
+
+@bp.before_request
+def require_admin_token():
+    expected = current_app.config.get("ADMIN_TOKEN") or ""
+    if not expected:
+        return error_response(403, "admin_disabled", "admin endpoints are disabled: ADMIN_TOKEN is not set")
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()  # no route here reads a body, so the app-wide cap would never trigger
+    if not bearer_matches(presented_bearer(), expected):
+        log.warning("admin request refused: %s %s", request.method, request.path)
+        return unauthorized("admin")
+    return None
+
+
+@bp.after_request
+def no_store(response):
+    response.headers["Cache-Control"] = "no-store"  # answers describe this moment and this worker
+    return response
+
+
+def _ok(data: dict):
+    return jsonify({"status": "success", "data": {**data, "worker_pid": os.getpid()}})
+
+
+@bp.post("/models/reload")
+def reload_models():
+    service = get_service()
+    swapped = service.refresh_models(force=True)
+    model = service.health().get("checks", {}).get("model", {})
+    log.info("admin: models reloaded (swapped=%s)", swapped)
+    return _ok({"swapped": bool(swapped), "production": model.get("version"),
+                "challenger": model.get("challenger"), "loaded": model.get("loaded", []),
+                "refused": model.get("refused")})
+
+
+@bp.post("/cache/clear")
+def clear_cache():
+    backend = type(cache.cache).__name__
+    try:
+        cleared = bool(cache.clear())
+    except Exception as exc:  # Redis down: say so rather than pretend
+        log.warning("admin: cache clear failed: %s", exc.__class__.__name__)
+        return error_response(503, "cache_unavailable", f"the cache backend ({backend}) could not be cleared",
+                              {"Retry-After": 5})
+    scope = "every worker and instance" if backend == "RedisCache" else "this worker only"
+    log.info("admin: cache cleared (%s, %s)", backend, scope)
+    return _ok({"cleared": cleared, "backend": backend, "scope": scope})
+
+
+@bp.get("/request-info")
+def request_info():
+    """The client address as the app sees it: how to check PROXY_FIX_X_FOR after a deploy."""
+    peer = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
+    return _ok({"remote_addr": request.remote_addr, "peer_addr": peer,
+                "x_forwarded_for": request.headers.get("X-Forwarded-For"),
+                "proxy_fix_x_for": int(current_app.config.get("PROXY_FIX_X_FOR") or 0)})

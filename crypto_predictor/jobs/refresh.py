@@ -1,0 +1,101 @@
+"""The refresh job: bring every configured asset's stored candles up to the newest closed one.
+
+Each asset resumes one interval after its newest stored candle (or ``initial_days`` back on an
+empty store), and nothing opening later than ``now - interval`` is asked for or kept, so the
+candle still forming is never stored. The store's upsert skips rows it already holds, so a
+repeated run inserts nothing. One asset failing (provider down, no csv file) is reported and
+does not stop the others.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from crypto_predictor.errors import CryptoPredictorError, InvalidInput
+from crypto_predictor.symbols import INTERVALS_MS, resolve, supported_ids
+
+DEFAULT_INITIAL_DAYS = 30
+
+
+@dataclass
+class AssetRefresh:
+    asset: str
+    report: object = None  # market.ingest.IngestReport when the asset was fetched
+    error: str | None = None
+
+    def line(self) -> str:
+        if self.error is not None:
+            return f"{self.asset:<12} FAILED {self.error}"
+        r = self.report
+        span = "no new candles" if r.first is None else f"{r.first:%Y-%m-%d %H:%M} .. {r.last:%Y-%m-%d %H:%M}"
+        return (f"{self.asset:<12} {r.interval} [{r.source}] received {r.received}, inserted {r.inserted}, "
+                f"updated {r.updated}, rejected {r.validation.rejected_total}, {span}")
+
+
+def make_source(name: str, config, data_dir=None, clock=time.time):
+    """The configured source, with ``clock`` as its idea of now (live sources keep closed candles only)."""
+    if name == "binance":
+        from crypto_predictor.market.binance import BinanceSource
+
+        return BinanceSource(config, clock=clock)
+    if name == "coingecko":
+        from crypto_predictor.market.coingecko import CoinGeckoSource
+
+        return CoinGeckoSource(config, clock=clock)
+    from crypto_predictor.market import get_source
+
+    return get_source(name, config, data_dir=data_dir)
+
+
+def configured_assets(config, source_name: str, source, interval: str) -> list[str]:
+    """REFRESH_ASSETS when set, else every known asset the source can deliver."""
+    if config.REFRESH_ASSETS:
+        try:
+            return list(dict.fromkeys(resolve(a).id for a in config.REFRESH_ASSETS))
+        except CryptoPredictorError as exc:
+            raise InvalidInput(f"REFRESH_ASSETS: {exc.message}") from exc
+    if source_name == "csv":
+        return source.available(interval)
+    return supported_ids()
+
+
+def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:
+    """Open time of the newest candle that has closed by ``now``."""
+    step = pd.Timedelta(milliseconds=INTERVALS_MS[interval])
+    return now.floor(step) - step
+
+
+def refresh(source, store, assets, interval: str = "1h", now=None, initial_days: int = DEFAULT_INITIAL_DAYS
+            ) -> list[AssetRefresh]:
+    """Ingest the closed candles each asset is missing; one result per asset, in order."""
+    from crypto_predictor.market.ingest import IngestReport, ingest_asset
+
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
+    step = pd.Timedelta(milliseconds=INTERVALS_MS[interval])
+    end = last_closed_open(now, interval)
+    results = []
+    for asset in assets:
+        latest = store.latest_time(asset, interval)
+        start = now - pd.Timedelta(days=initial_days) if latest is None else latest + step
+        try:
+            if start > end:  # already up to date: do not even ask the provider
+                report = IngestReport(asset, interval, getattr(source, "name", "?"))
+            else:
+                report = ingest_asset(source, store, asset, interval=interval, start=start, end=end)
+        except CryptoPredictorError as exc:
+            results.append(AssetRefresh(asset, error=exc.message))
+            continue
+        results.append(AssetRefresh(asset, report=report))
+    return results
+
+
+def summary_line(results: list[AssetRefresh], seconds: float) -> str:
+    ok = [r for r in results if r.error is None]
+    inserted = sum(r.report.inserted for r in ok)
+    updated = sum(r.report.updated for r in ok)
+    failed = len(results) - len(ok)
+    return (f"refreshed {len(ok)}/{len(results)} asset(s): {inserted} inserted, {updated} updated"
+            f"{f', {failed} failed' if failed else ''} in {seconds:.2f}s")
