@@ -1,18 +1,20 @@
 """A small LSTM over a sliding window of the last ``lookback`` feature rows.
 
-TensorFlow is imported only inside this module's functions, when a network is
-built, trained or loaded: importing the models package (as the API does) must
-not pay TensorFlow's start-up or memory.
-
 Keeping the 2-D contract: ``predict(X)`` returns one value per row, where row i
 sees rows ``max(0, i - lookback + 1) .. i`` of X, left-padded by repeating the
 first row. To reproduce the prediction for the newest row exactly, pass at least
 ``context_rows`` (= ``lookback``) trailing rows.
 
-Inference goes through a ``tf.function`` with a fixed input signature
-``(None, lookback, n_features)`` (traced once, ~0.8 ms for one window, where
-``model.predict`` costs ~40 ms per call); ``predict_last``, the serving path,
-uses an XLA-compiled twin with signature ``(1, lookback, n_features)``: ~0.3 ms.
+Two engines, one network. Training builds and fits a Keras network, and a model
+fresh from ``fit`` predicts with it through a ``tf.function`` (``predict_last``
+through an XLA-compiled single-window twin). ``save`` also writes the trained
+weights as plain arrays (``lstm_cell.npz``), and ``load`` reads only those: a
+loaded model predicts with the numpy forward pass of ``lstm_numpy`` and never
+imports TensorFlow, which would cost each serving worker ~540 MB and seconds of
+start-up. Bundles saved before the arrays existed load through Keras as before.
+
+TensorFlow is imported only inside this module's functions (fit, saving, or
+loading such an older bundle): importing the models package must not pay for it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from crypto_predictor.errors import InvalidInput
+from crypto_predictor.errors import BundleIntegrityError, InvalidInput
 from crypto_predictor.models.base import BaseModel, chronological_split
+from crypto_predictor.models.lstm_numpy import NumpyLSTM
 
 WEIGHTS_FILE = "lstm.weights.h5"
 STATE_FILE = "lstm_scaling.npz"
+CELL_FILE = "lstm_cell.npz"  # the same weights as plain arrays, for the numpy forward pass
 
 
 def _keras():
@@ -113,6 +117,7 @@ class LSTMModel(BaseModel):
         )
         losses = history.history["val_loss"]
         self.network_ = model
+        self.cell_ = None  # made from the network when saved
         self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_ = x_mean, x_scale, y_mean, y_scale
         self.epochs_run_ = len(losses)
         self.best_val_loss_ = float(min(losses))
@@ -141,13 +146,20 @@ class LSTMModel(BaseModel):
         return cache[single]
 
     def _run(self, W: np.ndarray, single: bool = False) -> np.ndarray:
-        out = self._serving_fn(single)(W).numpy().reshape(-1).astype(np.float64)
-        return out * self.y_scale_ + self.y_mean_
+        return self._unscale(self._serving_fn(single)(W).numpy().reshape(-1))
+
+    def _unscale(self, out: np.ndarray) -> np.ndarray:
+        return out.astype(np.float64) * self.y_scale_ + self.y_mean_
 
     def _scaled(self, X):
         return (X - self.x_mean_) / self.x_scale_
 
     def _predict(self, X):
+        if self.network_ is None:
+            # Numpy engine: the rows padded like windows(), every window computed in one pass.
+            scaled = self._scaled(X)
+            rows = np.concatenate([np.repeat(scaled[:1], self.lookback - 1, axis=0), scaled])
+            return self._unscale(self.cell_.run(rows, self.lookback))
         W = windows(self._scaled(X), self.lookback)
         # Chunks bound the memory of one call on long histories.
         return np.concatenate([self._run(W[i : i + 4096]) for i in range(0, len(W), 4096)])
@@ -155,25 +167,63 @@ class LSTMModel(BaseModel):
     def _predict_last(self, X):
         # X holds at most lookback rows here: build only the newest window, padded like windows().
         last = self._scaled(X)
-        pad = np.repeat(last[:1], self.lookback - len(last), axis=0)
-        return float(self._run(np.concatenate([pad, last])[None].astype(np.float32), single=True)[0])
+        window = np.concatenate([np.repeat(last[:1], self.lookback - len(last), axis=0), last])
+        if self.network_ is None:
+            return float(self._unscale(self.cell_.run(window, self.lookback))[0])
+        return float(self._run(window[None].astype(np.float32), single=True)[0])
+
+    @staticmethod
+    def _layers(network):
+        """The network's (LSTM, Dense) layers, whose variables the numpy arrays mirror."""
+        _, keras = _keras()
+        lstm = next(layer for layer in network.layers if isinstance(layer, keras.layers.LSTM))
+        dense = next(layer for layer in network.layers if isinstance(layer, keras.layers.Dense))
+        return ((lstm.cell.kernel, "kernel"), (lstm.cell.recurrent_kernel, "recurrent_kernel"),
+                (lstm.cell.bias, "bias"), (dense.kernel, "dense_kernel"), (dense.bias, "dense_bias"))
+
+    def _cell(self) -> NumpyLSTM:
+        """The weights as plain arrays (kept once made: saving twice writes the same ones)."""
+        if getattr(self, "cell_", None) is None:
+            self.cell_ = NumpyLSTM(**{name: variable.numpy() for variable, name in self._layers(self.network_)})
+        return self.cell_
+
+    def _network(self):
+        """The Keras network; a model loaded from arrays gets one rebuilt from them (to re-save it)."""
+        if self.network_ is not None:
+            return self.network_
+        network = self._build(self.n_features_in_)
+        for variable, name in self._layers(network):
+            variable.assign(self.cell_.arrays[name])
+        return network
 
     def _save(self, directory: Path):
-        self.network_.save_weights(str(directory / WEIGHTS_FILE))
+        self._network().save_weights(str(directory / WEIGHTS_FILE))
+        self._cell().save_npz(directory / CELL_FILE)
         np.savez(directory / STATE_FILE, x_mean=self.x_mean_, x_scale=self.x_scale_,
                  y=np.array([self.y_mean_, self.y_scale_]))
-        return [WEIGHTS_FILE, STATE_FILE]
+        return [WEIGHTS_FILE, STATE_FILE, CELL_FILE]
 
     def _meta(self):
         return {"epochs_run": self.epochs_run_, "best_val_loss": self.best_val_loss_}
 
     def _load(self, directory: Path, meta):
-        network = self._build(self.n_features_in_)
-        network.load_weights(str(directory / WEIGHTS_FILE))
+        if (directory / CELL_FILE).is_file():
+            # Serving path: plain arrays, no TensorFlow import.
+            self.network_ = None
+            self.cell_ = NumpyLSTM.from_npz(directory / CELL_FILE)
+            if self.cell_.n_features != self.n_features_in_ or self.cell_.units != int(self.units):
+                raise BundleIntegrityError(
+                    f"{directory / CELL_FILE} holds an LSTM of {self.cell_.units} units over "
+                    f"{self.cell_.n_features} features; model.json says {self.units} over {self.n_features_in_}")
+        else:
+            # Bundles saved before lstm_cell.npz existed: Keras weights, TensorFlow inference.
+            network = self._build(self.n_features_in_)
+            network.load_weights(str(directory / WEIGHTS_FILE))
+            self.network_ = network
+            self.cell_ = None
         with np.load(directory / STATE_FILE, allow_pickle=False) as state:
             self.x_mean_, self.x_scale_ = state["x_mean"], state["x_scale"]
             self.y_mean_, self.y_scale_ = (float(v) for v in state["y"])
-        self.network_ = network
         self.epochs_run_ = int(meta.get("epochs_run", 0))
         self.best_val_loss_ = float(meta.get("best_val_loss", float("nan")))
         self._serve = None
