@@ -74,6 +74,11 @@ class Config:
         self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
         # Serving: how often a worker checks the alias file for a deploy (seconds).
         self.MODEL_POLL_SECONDS = _float(env, "MODEL_POLL_SECONDS", 2)
+        # Serving caches (crypto_predictor/serving_data.py): a worker re-reads the newest candle times
+        # at most every LATEST_TIME_TTL_SECONDS (a candle ingested elsewhere is seen that late at most)
+        # and rebuilds its feature rows every FEATURE_CACHE_SECONDS (picks up corrected older candles).
+        self.LATEST_TIME_TTL_SECONDS = _float(env, "LATEST_TIME_TTL_SECONDS", 1)
+        self.FEATURE_CACHE_SECONDS = _float(env, "FEATURE_CACHE_SECONDS", 300)
         # Share of clients (sticky by client id) served by the challenger when one is set.
         self.AB_CHALLENGER_SHARE = _float(env, "AB_CHALLENGER_SHARE", 0)
         if not 0 <= self.AB_CHALLENGER_SHARE <= 1:

@@ -61,11 +61,21 @@ def bars(candles: pd.DataFrame, bar: str) -> pd.DataFrame:
     return resample_daily(regular) if bar == "1d" else regular
 
 
-def feature_frame(candles: pd.DataFrame, context_candles: dict, bar: str) -> pd.DataFrame:
-    """Features on the bar grid; ``context_candles`` maps name -> hourly candles."""
-    own = bars(candles, bar)
-    ctx = {name: bars(frame, bar) for name, frame in context_candles.items() if len(frame) > WARMUP}
-    return build_features(own, ctx), own
+def context_usable(n_candles: int) -> bool:
+    """Whether a context asset with this many hourly candles contributes features at all."""
+    return n_candles > WARMUP
+
+
+def feature_frame(candles: pd.DataFrame, context_candles: dict, bar: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, bars) on the bar grid; ``context_candles`` maps name -> hourly candles."""
+    ctx = {name: bars(frame, bar) for name, frame in context_candles.items() if context_usable(len(frame))}
+    return features_from_bars(bars(candles, bar), ctx)
+
+
+def features_from_bars(own: pd.DataFrame, context_bars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``feature_frame`` from bars already made (serving reuses a context asset's bars across pairs);
+    ``context_bars`` holds only usable context assets."""
+    return build_features(own, context_bars), own
 
 
 def load_candles(store, asset: str, start=None, end=None) -> pd.DataFrame:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_score, level_key
-from crypto_predictor.datasets import BAR_HOURS, bar_for, feature_frame, horizon_rows
+from crypto_predictor.datasets import BAR_HOURS, bar_for, feature_frame, features_from_bars, horizon_rows
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target
 from crypto_predictor.market.frames import to_utc
@@ -79,6 +79,7 @@ class PairInputs:
     close: float  # close of the newest bar: the price the predicted return applies to
     bar_time: pd.Timestamp  # open time of the newest bar
     scale: float | None  # causal volatility at that bar (normalised intervals)
+    values: np.ndarray | None = None  # X_tail as an array, made once: the models' input
 
 
 @dataclass
@@ -120,6 +121,10 @@ class ServingPair:
         """(features, bars) from hourly candles: ``datasets.feature_frame``, as in training."""
         return feature_frame(candles, {name: context[name] for name in self.context}, self.bar)
 
+    def frame_from_bars(self, own: pd.DataFrame, context_bars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``frame`` from bars already made; ``context_bars`` holds the usable context assets only."""
+        return features_from_bars(own, {name: context_bars[name] for name in self.context if name in context_bars})
+
     def _select(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [f for f in self.features if f not in X.columns]
         if missing:
@@ -131,12 +136,14 @@ class ServingPair:
     def inputs(self, X: pd.DataFrame, own: pd.DataFrame) -> PairInputs:
         """The newest rows of a ``frame`` result, checked complete."""
         tail = self._select(X.iloc[-self.context_rows:])
-        if len(own) == 0 or len(tail) < self.context_rows or not np.isfinite(tail.to_numpy()).all():
+        values = np.array(tail.to_numpy(dtype=float), order="C")
+        values.flags.writeable = False  # the service reuses it for every request until a new candle
+        if len(own) == 0 or len(tail) < self.context_rows or not np.isfinite(values).all():
             raise DataNotFound(f"{self.asset} {self.timeframe}: not enough recent candles to compute features "
                                f"(need {SERVING_ROWS} {self.bar} bars without long holes)", asset=self.asset)
         close = own["close"].to_numpy(dtype=float)
         scale = self.conformal.scale(close)
-        return PairInputs(tail, float(close[-1]), own.index[-1], None if scale is None else float(scale[-1]))
+        return PairInputs(tail, float(close[-1]), own.index[-1], None if scale is None else float(scale[-1]), values)
 
     # ---- residuals realised after training
 
@@ -192,7 +199,8 @@ class ServingPair:
 
     def predict(self, inputs: PairInputs, stats: IntervalStats | None) -> Prediction:
         # Columns were selected by name in ``inputs``; a plain array skips re-checking them per member.
-        pred = float(self.model.predict_last(inputs.X_tail.to_numpy()))
+        values = inputs.values if inputs.values is not None else inputs.X_tail.to_numpy()
+        pred = float(self.model.predict_last(values))
         bounds = {key: None for key in LEVELS}
         error_scale = math.nan
         s = 1.0 if inputs.scale is None else inputs.scale

@@ -66,11 +66,14 @@ def utc(value) -> _dt.datetime | None:
     """A UTC-aware datetime (SQLite hands back naive values, which are UTC by construction)."""
     if value is None:
         return None
-    if type(value) is str and value.endswith("Z"):  # the service's own ISO times: the writer's hot path
+    # Fast paths (requests and the log writer): the service's own ISO strings and aware timestamps.
+    if type(value) is str and value.endswith("Z"):
         try:
             return _dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=_dt.timezone.utc)
         except ValueError:
             pass  # anything else pandas may still read
+    elif type(value) is pd.Timestamp and value.tzinfo is not None and value.value >= 0:
+        return value.tz_convert("UTC").to_pydatetime(warn=False)  # drops nanoseconds: a floor here
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.floor("us").to_pydatetime()  # datetime has no nanoseconds

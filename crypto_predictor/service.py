@@ -7,7 +7,13 @@ completely (verified, warmed up) and swaps one immutable snapshot, so requests a
 keep the objects they hold. A bundle that fails to load is refused, the previous one keeps
 serving and ``health()`` shows the refusal (``model_cache.ModelCache``). Every public call runs the (cheap) refresh check itself, so the API does not have to.
 
-Data. Predictions use stored candles (the newest SERVING_ROWS bars). With a live source,
+Data. Predictions use stored candles (the newest SERVING_ROWS bars), read through
+``serving_data.ServingData``: newest candle times from a short memo (LATEST_TIME_TTL_SECONDS),
+windows and bars kept per newest candle time. The newest feature rows of each pair (and the
+features they come from) are kept the same way, so an uncached prediction after the first one
+of a candle runs the models and the interval maths only; the invalidation rule (a new candle,
+this worker's own live refresh, and every FEATURE_CACHE_SECONDS for corrected older candles)
+is written down in serving_data.py. With a live source,
 missing closed candles are ingested first (at most every LIVE_RETRY_SECONDS per asset); if the
 provider fails the stored data answers with ``stale=True``, and past MAX_DATA_AGE_HOURS
 ``DataTooOld`` is raised. With MARKET_DATA_SOURCE=csv there is no live source: stored data is
@@ -29,9 +35,11 @@ import pandas as pd
 from sqlalchemy import text
 
 from crypto_predictor import prediction_log as plog
+from crypto_predictor.datasets import context_usable
 from crypto_predictor.errors import CryptoPredictorError, DataNotFound, DataTooOld, ServiceUnavailable
 from crypto_predictor.model_cache import LEVELS, ModelCache
 from crypto_predictor.registry import ALIASES, get_aliases, list_versions, load_manifest, resolve_version
+from crypto_predictor.serving_data import ServingData
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe, resolve
 
 log = logging.getLogger(__name__)
@@ -80,9 +88,11 @@ class PredictionService:
         self.log = plog.PredictionLogWriter(store.engine) if getattr(config, "PREDICTION_LOG", True) else None
         self.models = ModelCache(self.models_dir, float(getattr(config, "MODEL_POLL_SECONDS", 2)), self._now)
         self._started = False
+        self.data = ServingData(store, ttl=float(getattr(config, "LATEST_TIME_TTL_SECONDS", 1.0)),
+                                max_age=float(getattr(config, "FEATURE_CACHE_SECONDS", 300)))
         self._stats: dict = {}  # (version, asset, timeframe) -> (newest bar, IntervalStats | None)
-        self._candles: dict = {}  # asset -> (newest open time, first open time, frame)
         self._frames: dict = {}  # (asset, bar) -> (key, features, bars) of the newest candles
+        self._inputs: dict = {}  # (version, asset, timeframe) -> (key, PairInputs, data_as_of, target_time)
         self._fetched: dict = {}  # asset -> monotonic time of the last live fetch
         self._verified = -math.inf
 
@@ -99,9 +109,10 @@ class PredictionService:
 
     def refresh_models(self, force=False) -> bool:
         swapped = self.models.refresh(force)
-        if swapped:  # forget interval statistics of versions no longer loaded
+        if swapped:  # forget interval statistics and inputs of versions no longer loaded
             keep = set(self.models.loaded())
             self._stats = {k: v for k, v in self._stats.items() if k[0] in keep}
+            self._inputs = {k: v for k, v in self._inputs.items() if k[0] in keep}
         return swapped
 
     def _current(self):
@@ -138,9 +149,19 @@ class PredictionService:
     def _now(self) -> pd.Timestamp:
         return pd.Timestamp(self.clock(), unit="s", tz="UTC")
 
-    def _fresh(self, asset: str, now: pd.Timestamp) -> Fresh:
+    def _fresh_many(self, assets, now: pd.Timestamp) -> dict:
+        """asset -> Fresh, or the CryptoPredictorError that asset met; one store query for all."""
+        latest = self.data.latest(assets)
+        out = {}
+        for asset in assets:
+            try:
+                out[asset] = self._fresh(asset, latest[asset], now)
+            except CryptoPredictorError as exc:
+                out[asset] = exc
+        return out
+
+    def _fresh(self, asset: str, latest, now: pd.Timestamp) -> Fresh:
         """Newest stored candle, after a live refresh when one is due; raises DataTooOld."""
-        latest = self.store.latest_time(asset, "1h")
         if self.source is None:
             if latest is None:
                 raise DataNotFound(f"no hourly candles stored for {asset}; run ingest first", asset=asset)
@@ -154,9 +175,10 @@ class PredictionService:
             start = None if latest is None else latest + HOUR
             try:
                 ingest_asset(self.source, self.store, asset, "1h", start=start)
-                latest = self.store.latest_time(asset, "1h")
             except CryptoPredictorError as exc:
                 log.warning("live refresh of %s failed; serving stored data: %s", asset, exc)
+            self._forget(asset)  # whatever it stored (even before failing) is seen now
+            latest = self.data.query_latest([asset])[asset]
         if latest is None:
             raise DataNotFound(f"no hourly candles stored for {asset} and the live source gave none", asset=asset)
         age = now - (latest + HOUR)
@@ -167,14 +189,12 @@ class PredictionService:
                              asset=asset, data_as_of=_iso(latest + HOUR), retry_after=LIVE_RETRY_SECONDS)
         return Fresh(latest, age >= HOUR)
 
-    def _window(self, asset: str, start: pd.Timestamp, latest: pd.Timestamp) -> pd.DataFrame:
-        """Hourly candles start..latest, from a per-asset cache valid until a newer candle is stored."""
-        cached = self._candles.get(asset)
-        if cached is None or cached[0] != latest or cached[1] > start:
-            frame = self.store.load(asset, "1h", start, latest)
-            self._candles[asset] = cached = (latest, start, frame)
-        frame = cached[2]
-        return frame if cached[1] == start else frame.loc[start:]
+    def _forget(self, asset: str) -> None:
+        """This worker stored candles of ``asset`` (possibly correcting older ones): rebuild from them.
+        Features are dropped whole: any of them may use the asset as context, and this is hourly at most."""
+        self.data.forget(asset)
+        self._frames.clear()
+        self._inputs.clear()
 
     def _interval_stats(self, pair, newest_bar, latest: dict):
         key = (pair.version, pair.asset, pair.timeframe)
@@ -185,8 +205,8 @@ class PredictionService:
         post, scales = None, None
         if span is not None:
             start = pair.window_start(latest[pair.asset], span[0] - (pair.context_rows - 1) * pair.step)
-            own = self._window(pair.asset, start, latest[pair.asset])
-            ctx = {c: self._window(c, start, latest[c]) for c in pair.context}
+            own = self.data.window(pair.asset, start, latest[pair.asset])
+            ctx = {c: self.data.window(c, start, latest[c]) for c in pair.context}
             post, scales = pair.post_training_residuals(own, ctx, *span)
         stats = pair.interval_stats(post, scales)
         self._stats[key] = (newest_bar, stats)
@@ -194,22 +214,40 @@ class PredictionService:
 
     # ---------------------------------------------------------------- predictions
 
-    def _predict_pair(self, pair, fresh: dict, now: pd.Timestamp) -> dict:
-        latest = {a: fresh[a].latest for a in [pair.asset, *pair.context]}
-        start = pair.window_start(latest[pair.asset])
-        # 1h and 24h (7d and 30d) share bars and features: compute them once per newest candle.
+    def _features(self, pair, start: pd.Timestamp, latest: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(features, bars) for the pair's window; 1h and 24h (7d and 30d) pairs of an asset share
+        them, and a context asset's bars are made once for every pair using them."""
         key = (pair.asset, pair.bar, start, tuple((a, latest[a]) for a in sorted(latest)))
         cached = self._frames.get((pair.asset, pair.bar))
         if cached is None or cached[0] != key:
-            own = self._window(pair.asset, start, latest[pair.asset])
-            ctx = {c: self._window(c, start, latest[c]) for c in pair.context}
-            cached = self._frames[(pair.asset, pair.bar)] = (key, *pair.frame(own, ctx))
-        inputs = pair.inputs(cached[1], cached[2])
+            own, _ = self.data.bars(pair.asset, pair.bar, start, latest[pair.asset])
+            ctx = {}
+            for name in pair.context:
+                frame, n_candles = self.data.bars(name, pair.bar, start, latest[name])
+                if context_usable(n_candles):
+                    ctx[name] = frame
+            cached = self._frames[(pair.asset, pair.bar)] = (key, *pair.frame_from_bars(own, ctx))
+        return cached[1], cached[2]
+
+    def _pair_inputs(self, pair, latest: dict) -> tuple:
+        """(PairInputs, data_as_of, target_time) of the pair's newest bar, made once per newest candle times."""
+        key = tuple((a, latest[a]) for a in sorted(latest))  # the window start follows from these
+        slot = (pair.version, pair.asset, pair.timeframe)
+        entry = self._inputs.get(slot)
+        if entry is None or entry[0] != key:
+            inputs = pair.inputs(*self._features(pair, pair.window_start(latest[pair.asset]), latest))
+            as_of = inputs.bar_time + pair.step
+            entry = self._inputs[slot] = (key, inputs, _iso(as_of),
+                                          _iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])))
+        return entry[1:]
+
+    def _predict_pair(self, pair, fresh: dict, now_iso: str) -> dict:
+        latest = {a: fresh[a].latest for a in [pair.asset, *pair.context]}
+        inputs, as_of, target = self._pair_inputs(pair, latest)
         stats = self._interval_stats(pair, inputs.bar_time, latest)
         p = pair.predict(inputs, stats)
         current = inputs.close
         factor = math.exp(p.log_return)
-        as_of = inputs.bar_time + pair.step
         change = factor - 1.0
         return {
             "symbol": pair.asset,
@@ -218,13 +256,13 @@ class PredictionService:
             "confidence": round(p.confidence, 4),
             "change_percentage": round(change * 100, 4),
             "timeframe": pair.timeframe,
-            "prediction_time": _iso(now),
+            "prediction_time": now_iso,
             "model_version": pair.version,
-            "target_time": _iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])),
+            "target_time": target,
             "direction": "flat" if abs(change) < FLAT_BAND else ("up" if change > 0 else "down"),
             "interval": {k: None if p.bounds[k] is None else
                          [current * math.exp(p.bounds[k][0]), current * math.exp(p.bounds[k][1])] for k in LEVELS},
-            "data_as_of": _iso(as_of),
+            "data_as_of": as_of,
             "stale": any(fresh[a].stale for a in latest),
             "model_accuracy": pair.model_accuracy,
         }
@@ -234,7 +272,8 @@ class PredictionService:
 
         Bundles hold one model per (asset, timeframe), so each distinct asset costs one
         ``predict_last`` per member model; duplicates (BTC, bitcoin) are computed once, and every
-        candle window (the context asset included) is loaded once for the whole batch.
+        candle window (the context asset included) is loaded once for the whole batch, and the
+        newest candle times of all the assets come from one memoised query.
         """
         timeframe = check_timeframe(timeframe)
         version, group, served = self._route(model_version, client_id)
@@ -249,19 +288,18 @@ class PredictionService:
                 out.append(asset)
             except CryptoPredictorError as exc:
                 out.append(exc)
-        fresh = {}
-        for asset in dict.fromkeys(a for p in pairs.values() for a in [p.asset, *p.context]):
-            try:
-                fresh[asset] = self._fresh(asset, now)
-            except CryptoPredictorError as exc:
-                fresh[asset] = exc
+        if self.data.expired():  # the periodic rebuild that catches corrected older candles
+            self._frames.clear()
+            self._inputs.clear()
+        fresh = self._fresh_many(dict.fromkeys(a for p in pairs.values() for a in [p.asset, *p.context]), now)
+        now_iso = _iso(now)
         results = {}
         for asset, pair in pairs.items():
             try:
                 failed = [fresh[a] for a in [asset, *pair.context] if isinstance(fresh[a], Exception)]
                 if failed:
                     raise failed[0]
-                results[asset] = self._predict_pair(pair, fresh, now)
+                results[asset] = self._predict_pair(pair, fresh, now_iso)
                 self._log(results[asset], pair.kind, group)
             except CryptoPredictorError as exc:
                 results[asset] = exc
@@ -303,7 +341,7 @@ class PredictionService:
         asset = resolve(symbol).id
         timeframe = check_timeframe(timeframe)
         version = self.resolve_version(model_version, client_id)
-        latest = self.store.latest_time(asset, "1h")
+        latest = self.data.latest((asset,))[asset]  # memoised: see serving_data.py for the bound
         return (asset, timeframe, version, _iso(latest))
 
     # ---------------------------------------------------------------- introspection
@@ -386,8 +424,7 @@ class PredictionService:
         assets = sorted({a for a, _ in bundle.pairs}) if bundle else ["bitcoin"]
         now = self._now()
         ages = {}
-        for asset in assets:
-            latest = self.store.latest_time(asset, "1h")
+        for asset, latest in self.data.query_latest(assets).items():  # health reads the store itself
             ages[asset] = None if latest is None else round((now - latest - HOUR).total_seconds() / 3600, 2)
         known = [a for a in ages.values() if a is not None]
         limit = float(getattr(self.config, "MAX_DATA_AGE_HOURS", 0) or 0)

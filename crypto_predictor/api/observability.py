@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-import uuid
 
 from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -63,6 +62,18 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper() if isinstance(level, str) else level)
 
 
+_children: dict = {}
+
+
+def labelled(metric, *labels):
+    """``metric.labels(*labels)``, kept: labels() takes a lock and checks its arguments on every call."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def note(**fields) -> None:
     """Attach fields to this request's log line (symbol, version, cache_hit, ...)."""
     g.setdefault("log_fields", {}).update(fields)
@@ -72,24 +83,35 @@ def request_id() -> str:
     return g.get("request_id", "")
 
 
+def _new_id() -> str:
+    return os.urandom(16).hex()  # 32 hex digits, like uuid4().hex without building a UUID
+
+
 def _before():
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     # Echo a caller's id only when it is safe to put in logs and headers.
-    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_id()
+
+
+_request_log = logging.getLogger(REQUEST_LOGGER)
 
 
 def _after(response):
-    duration = time.perf_counter() - g.get("started", time.perf_counter())
-    response.headers["X-Request-Id"] = request_id() or uuid.uuid4().hex
-    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    started = g.get("started")
+    duration = time.perf_counter() - started if started is not None else 0.0
+    rid = response.headers["X-Request-Id"] = g.get("request_id") or _new_id()
+    rule = request.url_rule
+    route = rule.rule if rule is not None else "<unmatched>"
+    status = response.status_code
     if route != "/metrics":
-        REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(duration)
-    fields = {"request_id": response.headers["X-Request-Id"], "method": request.method, "path": request.path,
-              "route": route, "status": response.status_code, "duration_ms": round(duration * 1000, 2),
-              "symbol": None, "version": None, "cache_hit": None}
-    fields.update(g.get("log_fields", {}))
-    logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
+        labelled(REQUEST_LATENCY, request.method, route, str(status)).observe(duration)
+    if _request_log.isEnabledFor(logging.INFO):
+        fields = {"request_id": rid, "method": request.method, "path": request.path, "route": route,
+                  "status": status, "duration_ms": round(duration * 1000, 2),
+                  "symbol": None, "version": None, "cache_hit": None}
+        fields.update(g.get("log_fields", ()))
+        _request_log.info("request", extra={"fields": fields})
     return response
 
 

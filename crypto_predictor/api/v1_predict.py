@@ -2,7 +2,9 @@
 
 A prediction is cached under ``service.cache_token(...)`` = (asset, timeframe, served
 version, newest candle time): it stays valid until the next candle lands or a model
-alias moves, and expires after one bar of its timeframe anyway. ``metadata.cache_hit``
+alias moves, and expires after one bar of its timeframe anyway. The newest candle time comes
+from the service's memo (LATEST_TIME_TTL_SECONDS, default 1 s), so a cached answer outlives a
+newly stored candle by that long at most, and a hit costs no database query. ``metadata.cache_hit``
 says whether this response came from the cache.
 """
 
@@ -13,7 +15,7 @@ import time
 from flask import jsonify, request
 
 from crypto_predictor.api import schemas
-from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, note
+from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, client_id, get_service
 from crypto_predictor.api.v1 import bp
 from crypto_predictor.errors import CryptoPredictorError
@@ -25,7 +27,8 @@ def _served(data: dict, cached: bool) -> None:
     A cached answer is not written to the prediction log again: the log's read side counts
     each (version, asset, timeframe, data_as_of) once anyway, and the first serve logged it.
     """
-    PREDICTIONS.labels(str(data.get("model_version")), str(data.get("timeframe")), str(cached).lower()).inc()
+    cached = "true" if cached else "false"
+    labelled(PREDICTIONS, str(data.get("model_version")), str(data.get("timeframe")), cached).inc()
 
 
 def _lookup(service, symbol, timeframe, version, cid, endpoint: str):
@@ -39,7 +42,7 @@ def _lookup(service, symbol, timeframe, version, cid, endpoint: str):
     token = tuple(service.cache_token(symbol, timeframe, version, cid))
     key = cache_key("prediction", token)
     data = cache_get(key)
-    CACHE_LOOKUPS.labels(endpoint, "miss" if data is None else "hit").inc()
+    labelled(CACHE_LOOKUPS, endpoint, "miss" if data is None else "hit").inc()
     return (key, str(token[2])), data
 
 

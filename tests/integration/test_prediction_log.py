@@ -9,6 +9,7 @@ and the last day is ingested afterwards, as the live ingest would.
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -166,3 +167,29 @@ def test_a_broken_database_never_reaches_the_caller(tmp_path):
     assert writer.record({"asset": "bitcoin"}) is True
     assert writer.flush()
     assert writer.stats()["failed"] == 1 and writer.stats()["written"] == 0
+
+
+def test_rows_arriving_together_share_one_transaction(store):
+    """The writer lingers after a batch's first row, so a burst is one INSERT, not one per row."""
+    from sqlalchemy import event
+
+    inserts = []
+    event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, params, context, many:
+                 inserts.append(len(params) if many else 1) if statement.startswith("INSERT INTO prediction_log")
+                 else None)
+    writer = plog.PredictionLogWriter(store.engine, linger=2.0)
+    row = {"asset": "bitcoin", "timeframe": "1h", "model_version": "v1", "kind": "linear",
+           "client_ab_group": "production", "prediction_time": "2021-09-30T00:00:30Z",
+           "data_as_of": NOW, "target_time": NOW + pd.Timedelta(hours=1), "current_price": 1.0, "predicted_price": 1.0}
+    for _ in range(10):  # spaced out as requests are: without the linger each row is its own INSERT
+        assert writer.record(row)
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert writer.flush(timeout=1.5)
+    assert time.monotonic() - started < 1.0  # a flush ends the linger rather than waiting it out
+    assert writer.stats()["written"] == 10 and plog.count(store.engine) == 10
+    assert inserts == [10]
+    stored = rows(store.engine)[0]
+    assert plog.iso(stored["prediction_time"]) == "2021-09-30T00:00:30Z"
+    assert plog.iso(stored["target_time"]) == "2021-09-30T01:00:30Z"
+    writer.close()

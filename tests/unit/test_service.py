@@ -318,3 +318,70 @@ def test_missing_candles_are_fetched_from_the_live_source_before_predicting(trai
     assert {c[0] for c in source.calls} == {"ethereum", "bitcoin"}  # the context asset is refreshed too
     assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
     assert not math.isnan(data["predicted_price"])
+
+
+# ---------------------------------------------------------------- serving caches
+
+def next_candle(store, at):
+    fill_shared_store(store, DATA, ASSETS, start=at, end=at)
+
+
+def test_a_new_candle_invalidates_the_cached_features_and_changes_the_prediction(trained, models_copy, tmp_path):
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'growing.db'}", start="2021-08-01", end="2021-09-30T21:00Z")
+    svc = make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0)
+    before = svc.predict("BTC", "1h")
+    assert svc.predict("BTC", "1h") == before  # served from the kept feature rows
+    next_candle(store, "2021-09-30T22:00Z")
+    after = svc.predict("BTC", "1h")
+    assert before["data_as_of"] == "2021-09-30T22:00:00Z" and after["data_as_of"] == "2021-09-30T23:00:00Z"
+    assert after["current_price"] != before["current_price"]
+    assert after["predicted_price"] != pytest.approx(before["predicted_price"], rel=1e-9)
+    assert after == make_service(trained, models_copy, store=store).predict("BTC", "1h")  # nothing stale kept
+
+
+def corrected(store, asset, at, factor):
+    """Upsert the stored candle at ``at`` with its close scaled (a provider correcting history)."""
+    row = store.load(asset, "1h", at, at).reset_index().drop(columns=["source"])
+    row["close"] *= factor
+    row["high"] = row[["high", "close"]].max(axis=1)
+    row["low"] = row[["low", "close"]].min(axis=1)
+    assert store.upsert(asset, "1h", row, "correction")["updated"] == 1
+
+
+def test_a_corrected_older_candle_is_seen_after_the_feature_cache_period(trained, models_copy, tmp_path):
+    """The documented rule: the newest candle time keys the features, so a correction further
+    back shows in the prediction only once FEATURE_CACHE_SECONDS have passed (or a new candle lands)."""
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'corrected.db'}", start="2021-08-01", end="2021-09-30T23:00Z")
+    kept = make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0, FEATURE_CACHE_SECONDS=3600)
+    short = make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0, FEATURE_CACHE_SECONDS=0.3)
+    before = kept.predict("BTC", "1h")
+    assert short.predict("BTC", "1h") == before
+    corrected(store, "bitcoin", pd.Timestamp("2021-09-30T20:00Z"), 1.05)
+    assert kept.predict("BTC", "1h") == before  # same newest candle: the kept features are used
+    time.sleep(0.35)
+    fixed = short.predict("BTC", "1h")
+    assert fixed["predicted_price"] != pytest.approx(before["predicted_price"], rel=1e-9)
+    assert fixed["current_price"] == before["current_price"]  # the newest close did not change
+    fresh = make_service(trained, models_copy, store=store).predict("BTC", "1h")
+    # Interval statistics follow at the next candle (a model pass over the residual window).
+    assert fixed["predicted_price"] == pytest.approx(fresh["predicted_price"], rel=1e-12)
+
+
+def test_a_batch_asks_for_the_newest_candles_once_and_then_uses_the_memo(trained, models_copy):
+    from sqlalchemy import event
+
+    set_alias(models_copy, "production", "v2")
+    svc = make_service(trained, models_copy, LATEST_TIME_TTL_SECONDS=60)
+    svc.start()
+    newest = []
+    event.listen(svc.store.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: newest.append(statement)
+                 if "max(candles.open_time)" in statement.lower() else None)
+    first = svc.predict_batch(["BTC", "ETH", "bitcoin", "ETHUSDT"], "1h")
+    assert [e["status"] for e in first] == ["success"] * 4
+    assert len(newest) == 1  # bitcoin and ethereum (each the other's context) in one statement
+    again = svc.predict_batch(["BTC", "ETH"], "1h")
+    assert len(newest) == 1 and again[0]["data"] == first[0]["data"]
+    assert svc.cache_token("ETH", "1h") == ("ethereum", "1h", "v2", "2021-09-30T23:00:00Z") and len(newest) == 1

@@ -1,0 +1,129 @@
+"""What a worker's predictions read from the candle store, remembered between requests.
+
+Steady state (no new candle) an uncached prediction then costs the models and the interval
+maths only: the newest candle times come from a short memo, and the candle windows, bars
+and feature rows they key are kept until they change.
+
+Freshness. ``latest`` asks the store for the newest hourly candle time of every asset a
+request needs in ONE query and remembers each answer for ``ttl`` seconds
+(LATEST_TIME_TTL_SECONDS, default 1; 0 asks every time). A candle stored by another process
+(an ingest job, another worker's live refresh) is therefore seen at most ``ttl`` seconds
+late, and a response-cache key built from it (api/v1_predict.py) can outlive that candle by
+the same bound. Candles this worker stores itself (its live refresh) are seen at once:
+``forget(asset)`` drops the memo and every window built from that asset.
+
+Invalidation of the derived data (windows, bars, and the service's feature rows). Each
+entry is keyed by the newest candle time of its asset (and of the context assets for
+features): a newly stored candle gives a new key, so nothing computed from older candles
+is used again. An upsert that corrects an OLDER candle leaves the newest time unchanged, so
+it cannot be seen in the key; such corrections are picked up when the next candle lands or,
+at the latest, when everything is dropped every ``max_age`` seconds (FEATURE_CACHE_SECONDS,
+default 300; 0 recomputes on every request). ``expired()`` tells the service when to drop
+its own entries on the same schedule. The interval statistics (post-training residuals) are
+the exception: they are refreshed with the next candle only, since rebuilding them runs the
+models over the whole residual window.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from crypto_predictor.datasets import bars as make_bars
+from crypto_predictor.market.store import candles
+
+INTERVAL = "1h"
+
+
+def _utc(value) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+class ServingData:
+    def __init__(self, store, ttl: float = 1.0, max_age: float = 300.0, monotonic=time.monotonic):
+        self.store = store
+        self.ttl = float(ttl)
+        self.max_age = float(max_age)
+        self._monotonic = monotonic
+        self._latest: dict = {}  # asset -> (monotonic time asked, newest open time or None)
+        self._windows: dict = {}  # asset -> (newest open time, first open time, hourly candles)
+        self._bars: dict = {}  # (asset, bar) -> ((first, newest open time), bars, number of hourly candles)
+        self._cleared = monotonic()
+
+    # ---------------------------------------------------------------- newest candle times
+
+    def query_latest(self, assets) -> dict:
+        """Newest hourly open time per asset (None: no candle), one query for all, memo refreshed."""
+        assets = list(dict.fromkeys(assets))
+        if not assets:
+            return {}
+        c = candles.c
+        # One scalar subquery per asset: each is an index lookup (max over the primary key),
+        # where a GROUP BY would scan every candle of the assets.
+        columns = [select(func.max(c.open_time)).where(c.asset == a, c.interval == INTERVAL)
+                   .scalar_subquery().label(f"a{i}") for i, a in enumerate(assets)]
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(*columns)).one()
+        now = self._monotonic()
+        out = {}
+        for asset, value in zip(assets, row):
+            out[asset] = _utc(value)
+            self._latest[asset] = (now, out[asset])
+        return out
+
+    def latest(self, assets) -> dict:
+        """Like ``query_latest`` but answers from the memo for assets asked less than ``ttl`` ago."""
+        now = self._monotonic()
+        out, stale = {}, []
+        for asset in assets:
+            memo = self._latest.get(asset)
+            if memo is not None and now - memo[0] < self.ttl:
+                out[asset] = memo[1]
+            else:
+                stale.append(asset)
+        if stale:
+            out.update(self.query_latest(stale))
+        return out
+
+    def forget(self, asset: str) -> None:
+        """This worker stored candles of ``asset``: ask again, rebuild what was built from it."""
+        self._latest.pop(asset, None)
+        self._windows.pop(asset, None)
+        for key in [k for k in self._bars if k[0] == asset]:
+            self._bars.pop(key, None)
+
+    # ---------------------------------------------------------------- derived data
+
+    def expired(self) -> bool:
+        """True once every ``max_age`` seconds, after dropping every window and bar frame."""
+        now = self._monotonic()
+        if now - self._cleared < self.max_age:
+            return False
+        self._cleared = now
+        self._windows.clear()
+        self._bars.clear()
+        return True
+
+    def window(self, asset: str, start: pd.Timestamp, latest: pd.Timestamp) -> pd.DataFrame:
+        """Hourly candles start..latest; one load per asset until a newer candle is stored."""
+        cached = self._windows.get(asset)
+        if cached is None or cached[0] != latest or cached[1] > start:
+            frame = self.store.load(asset, INTERVAL, start, latest)
+            self._windows[asset] = cached = (latest, start, frame)
+        frame = cached[2]
+        return frame if cached[1] == start else frame.loc[start:]
+
+    def bars(self, asset: str, bar: str, start: pd.Timestamp, latest: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+        """(``datasets.bars`` of the window start..latest, its number of hourly candles), built once:
+        a context asset's bars serve every pair that looks at it."""
+        key = (asset, bar)
+        cached = self._bars.get(key)
+        if cached is None or cached[0] != (start, latest):
+            window = self.window(asset, start, latest)
+            cached = self._bars[key] = ((start, latest), make_bars(window, bar), len(window))
+        return cached[1], cached[2]
