@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from crypto_predictor.errors import InvalidInput
+from crypto_predictor.errors import BundleIntegrityError, InvalidInput
 from crypto_predictor.models.base import BaseModel, chronological_split
 
 DEFAULT_MEMBERS = ("linear", "random_forest", "xgboost", "lstm")
@@ -159,7 +159,10 @@ class EnsembleModel(BaseModel):
         return sum(w * m.predict(X) for m, w in zip(self.members_, self.weights_))
 
     def _predict_last(self, X):
-        return float(sum(w * m.predict_last(X) for m, w in zip(self.members_, self.weights_)))
+        # X was checked once by predict_last, and every member's width was checked against the
+        # ensemble's when it was fitted, assembled or loaded: members skip their own checks here.
+        members = zip(self.members_, self.weights_)
+        return float(sum(w * m._predict_last(X[-m.context_rows :]) for m, w in members))
 
     def _save(self, directory: Path):
         files = []
@@ -176,5 +179,9 @@ class EnsembleModel(BaseModel):
 
     def _load(self, directory: Path, meta):
         self.members_ = [_kind_class(name).load(directory / name) for name in meta["members"]]
+        widths = {m.kind: m.n_features_in_ for m in self.members_ if m.n_features_in_ != self.n_features_in_}
+        if widths:
+            raise BundleIntegrityError(f"{directory}: members fitted on other feature counts than "
+                                       f"the ensemble's {self.n_features_in_}: {widths}")
         self.weights_ = np.asarray(meta["weights"], dtype=np.float64)
         self.validation_mse_ = dict(meta.get("validation_mse", {}))

@@ -18,6 +18,7 @@ which alone eats most of the ensemble's 3 ms serving budget; xgboost fits
 5-10x faster, predicts one row in a fifth of a millisecond through
 ``inplace_predict``, scored the same on the held-out tail (MSE / naive MSE
 0.992-0.993 sklearn, 0.992-0.995 xgboost) and saves as JSON instead of a pickle.
+Serving now evaluates that JSON in numpy (``tree_numpy``): ~0.03 ms a row, same values.
 """
 
 from __future__ import annotations
