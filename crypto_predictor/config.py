@@ -92,7 +92,7 @@ class Config:
         self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
         self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
         self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
-        # Rate limit per client address (Flask-Limiter names); on by default, off under TestConfig.
+        # Rate limit per client address and route (api/rate_limit.py, on `limits`); on by default, off under TestConfig.
         # memory:// counts per worker process; use redis://... to share the count.
         self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", not self.TESTING)
         self.RATELIMIT_DEFAULT = _env(env, "RATELIMIT_DEFAULT", "600 per minute")

@@ -37,10 +37,11 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     from crypto_predictor.api.errors import register_error_handlers
     from crypto_predictor.api.health import bp as health_bp
     from crypto_predictor.api.observability import init_observability, metrics_bp
+    from crypto_predictor.api.rate_limit import init_rate_limit
     from crypto_predictor.api.runtime import ServiceHolder
     from crypto_predictor.api.security import init_security
     from crypto_predictor.api.v1 import bp as v1_bp
-    from crypto_predictor.extensions import new_limiter
+    from crypto_predictor.extensions import remote_address
     from crypto_predictor.market.store import CandleStore
 
     config = config or Config()
@@ -65,8 +66,5 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     app.register_blueprint(v1_bp, url_prefix="/api/v1")
     app.register_blueprint(admin_bp, url_prefix="/api/v1/admin")
     init_security(app)
-    limiter = new_limiter()
-    limiter.init_app(app)
-    limiter.exempt(health_bp)  # probes and scrapes must not be throttled
-    limiter.exempt(metrics_bp)
+    init_rate_limit(app, remote_address, exempt=(health_bp, metrics_bp))  # probes and scrapes: never
     return app

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
@@ -74,22 +73,6 @@ def _retry_after(seconds) -> dict:
         return {}
 
 
-def _rate_limit_retry_after(exc) -> dict:
-    """Seconds until the breached window resets, at most the window's length."""
-    limit = getattr(getattr(exc, "limit", None), "limit", None)
-    window = limit.get_expiry() if limit is not None else 60
-    seconds = window
-    for limiter in current_app.extensions.get("limiter", ()):
-        current = getattr(limiter, "current_limit", None)
-        if current is not None:
-            try:
-                seconds = min(window, current.reset_at - time.time())
-            except Exception:  # storage hiccup: the window length is a safe answer
-                pass
-            break
-    return _retry_after(seconds)
-
-
 def register_error_handlers(app):
     @app.errorhandler(CryptoPredictorError)
     def domain_error(exc: CryptoPredictorError):
@@ -108,8 +91,8 @@ def register_error_handlers(app):
             return exc  # redirects and the like are not errors
         code = _HTTP_CODES.get(exc.code) or (exc.name or "error").lower().replace(" ", "_")
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # e.g. Allow on 405
-        if exc.code == 429:
-            headers.update(_rate_limit_retry_after(exc))
+        if exc.code == 429 and "Retry-After" not in headers:  # the limiter sets it; a safe default
+            headers["Retry-After"] = 60
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"request body larger than {current_app.config.get('MAX_CONTENT_LENGTH')} bytes"

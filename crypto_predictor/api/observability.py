@@ -38,8 +38,13 @@ PREDICTIONS = Counter("cp_predictions_served_total", "Predictions served by mode
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``fields`` passed in ``extra``."""
 
+    _second = (None, "")  # (whole second, its formatted text): one strftime per second, not per line
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
+        entry = {"time": f"{self._second[1]}.{int(record.msecs):03d}Z",
                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         entry.update(getattr(record, "fields", None) or {})
         if record.exc_info:
@@ -76,7 +81,11 @@ def labelled(metric, *labels):
 
 def note(**fields) -> None:
     """Attach fields to this request's log line (symbol, version, cache_hit, ...)."""
-    g.setdefault("log_fields", {}).update(fields)
+    ctx = g._get_current_object()
+    try:
+        ctx.log_fields.update(fields)
+    except AttributeError:
+        ctx.log_fields = fields
 
 
 def request_id() -> str:
@@ -88,30 +97,40 @@ def _new_id() -> str:
 
 
 def _before():
-    g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-Id", "")
+    ctx = g._get_current_object()  # one context lookup instead of one per attribute
+    ctx.started = time.perf_counter()
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     # Echo a caller's id only when it is safe to put in logs and headers.
-    g.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_id()
+    ctx.request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_id()
 
 
 _request_log = logging.getLogger(REQUEST_LOGGER)
 
 
+def _log_request(fields: dict) -> None:
+    """``_request_log.info("request", extra={"fields": fields})`` minus the caller lookup (a stack
+    walk) that nothing here reads; levels, filters and handlers apply as usual."""
+    record = _request_log.makeRecord(REQUEST_LOGGER, logging.INFO, __file__, 0, "request", (), None,
+                                     extra={"fields": fields})
+    _request_log.handle(record)
+
+
 def _after(response):
-    started = g.get("started")
+    ctx, req = g._get_current_object(), request._get_current_object()
+    started = getattr(ctx, "started", None)
     duration = time.perf_counter() - started if started is not None else 0.0
-    rid = response.headers["X-Request-Id"] = g.get("request_id") or _new_id()
-    rule = request.url_rule
+    rid = response.headers["X-Request-Id"] = getattr(ctx, "request_id", None) or _new_id()
+    rule = req.url_rule
     route = rule.rule if rule is not None else "<unmatched>"
     status = response.status_code
     if route != "/metrics":
-        labelled(REQUEST_LATENCY, request.method, route, str(status)).observe(duration)
+        labelled(REQUEST_LATENCY, req.method, route, str(status)).observe(duration)
     if _request_log.isEnabledFor(logging.INFO):
-        fields = {"request_id": rid, "method": request.method, "path": request.path, "route": route,
+        fields = {"request_id": rid, "method": req.method, "path": req.path, "route": route,
                   "status": status, "duration_ms": round(duration * 1000, 2),
                   "symbol": None, "version": None, "cache_hit": None}
-        fields.update(g.get("log_fields", ()))
-        _request_log.info("request", extra={"fields": fields})
+        fields.update(getattr(ctx, "log_fields", ()))
+        _log_request(fields)
     return response
 
 

@@ -53,6 +53,9 @@ def init_cors(app: Flask) -> None:
 
 
 def init_metrics_token(app: Flask) -> None:
+    if not app.config.get("METRICS_TOKEN"):
+        return  # open: no hook at all, rather than one more check on every request
+
     @app.before_request
     def require_metrics_token():
         expected = app.config.get("METRICS_TOKEN") or ""

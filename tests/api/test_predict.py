@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from flask import jsonify
 
 from crypto_predictor.config import TestConfig
 from crypto_predictor.errors import MarketDataUnavailable
@@ -68,6 +69,20 @@ def test_cache_hit_is_truthful(make_app):
     uncached = make_app(CACHE_ENABLED=False).test_client()
     hits = [_predict(uncached, {"symbol": "bitcoin"}).get_json()["metadata"]["cache_hit"] for _ in range(2)]
     assert hits == [False, False]
+
+
+def test_cached_bytes_are_what_jsonify_would_send(make_app):
+    # Hits are served from pre-serialised JSON: same encoding and field order as jsonify of the parsed body.
+    app = make_app()
+    client = app.test_client()
+    for expected_hit in (False, True):
+        response = _predict(client, {"symbol": "ETH", "timeframe": "1h"})
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        body = response.get_json()
+        assert body["metadata"]["cache_hit"] is expected_hit
+        assert list(body) == ["status", "data", "metadata"]
+        with app.app_context():
+            assert response.get_data() == jsonify(body).get_data()
 
 
 def test_ab_assignment_is_sticky_and_the_served_version_is_reported(make_app, quick_bundle):
