@@ -28,6 +28,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Float, Index, Integer, Str
                         func, insert, select, update)
 
 from crypto_predictor.db import metadata
+from crypto_predictor.market.frames import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,7 @@ def utc(value) -> _dt.datetime | None:
             pass  # anything else pandas may still read
     elif type(value) is pd.Timestamp and value.tzinfo is not None and value.value >= 0:
         return value.tz_convert("UTC").to_pydatetime(warn=False)  # drops nanoseconds: a floor here
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.floor("us").to_pydatetime()  # datetime has no nanoseconds
+    return to_utc(value).floor("us").to_pydatetime()  # datetime has no nanoseconds
 
 
 def iso(value) -> str | None:

@@ -5,7 +5,8 @@ loads the production and challenger bundles in the worker. ``refresh_models()`` 
 alias file's hash at most every MODEL_POLL_SECONDS; on a change it loads the new bundle(s)
 completely (verified, warmed up) and swaps one immutable snapshot, so requests already running
 keep the objects they hold. A bundle that fails to load is refused, the previous one keeps
-serving and ``health()`` shows the refusal (``model_cache.ModelCache``). Every public call runs the (cheap) refresh check itself, so the API does not have to.
+serving and ``health()`` shows the refusal (``model_cache.ModelCache``). Every public call runs
+the (cheap) refresh check itself, so the API does not have to.
 
 Data. Predictions use stored candles (the newest SERVING_ROWS bars), read through
 ``serving_data.ServingData``: newest candle times from a short memo (LATEST_TIME_TTL_SECONDS),
@@ -54,10 +55,6 @@ WALK_FORWARD_FIELDS = ("n", "mae", "rmse", "mase", "r2_oos", "directional_accura
 Fresh = namedtuple("Fresh", "latest stale")
 
 
-def _iso(ts) -> str | None:
-    return plog.iso(ts)
-
-
 def _copy(data: dict) -> dict:
     """A caller's own copy (duplicates in a batch share one computed result)."""
     return {**data, "interval": {k: None if v is None else list(v) for k, v in data["interval"].items()}}
@@ -85,6 +82,7 @@ class PredictionService:
             source = get_source(config.MARKET_DATA_SOURCE, config)
         self.source = source
         self.ab_share = float(getattr(config, "AB_CHALLENGER_SHARE", 0))
+        self.max_age_hours = float(getattr(config, "MAX_DATA_AGE_HOURS", 0) or 0)  # 0: no limit
         self.log = plog.PredictionLogWriter(store.engine) if getattr(config, "PREDICTION_LOG", True) else None
         self.models = ModelCache(self.models_dir, float(getattr(config, "MODEL_POLL_SECONDS", 2)), self._now)
         self._started = False
@@ -182,11 +180,11 @@ class PredictionService:
         if latest is None:
             raise DataNotFound(f"no hourly candles stored for {asset} and the live source gave none", asset=asset)
         age = now - (latest + HOUR)
-        limit = float(getattr(self.config, "MAX_DATA_AGE_HOURS", 0) or 0)
+        limit = self.max_age_hours
         if limit > 0 and age > pd.Timedelta(hours=limit):
-            raise DataTooOld(f"{asset}: newest candle closed {_iso(latest + HOUR)}, more than {limit:g} h ago, "
+            raise DataTooOld(f"{asset}: newest candle closed {plog.iso(latest + HOUR)}, more than {limit:g} h ago, "
                              "and the live source could not refresh it; try again later",
-                             asset=asset, data_as_of=_iso(latest + HOUR), retry_after=LIVE_RETRY_SECONDS)
+                             asset=asset, data_as_of=plog.iso(latest + HOUR), retry_after=LIVE_RETRY_SECONDS)
         return Fresh(latest, age >= HOUR)
 
     def _forget(self, asset: str) -> None:
@@ -237,8 +235,8 @@ class PredictionService:
         if entry is None or entry[0] != key:
             inputs = pair.inputs(*self._features(pair, pair.window_start(latest[pair.asset]), latest))
             as_of = inputs.bar_time + pair.step
-            entry = self._inputs[slot] = (key, inputs, _iso(as_of),
-                                          _iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])))
+            entry = self._inputs[slot] = (key, inputs, plog.iso(as_of),
+                                          plog.iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])))
         return entry[1:]
 
     def _predict_pair(self, pair, fresh: dict, now_iso: str) -> dict:
@@ -292,7 +290,7 @@ class PredictionService:
             self._frames.clear()
             self._inputs.clear()
         fresh = self._fresh_many(dict.fromkeys(a for p in pairs.values() for a in [p.asset, *p.context]), now)
-        now_iso = _iso(now)
+        now_iso = plog.iso(now)
         results = {}
         for asset, pair in pairs.items():
             try:
@@ -325,7 +323,7 @@ class PredictionService:
         result = self._predict_many([symbol], timeframe, model_version, client_id)[0]
         if isinstance(result, Exception):
             raise result
-        return _copy(result)
+        return result  # made for this call alone: no copy needed
 
     def predict_batch(self, symbols: list, timeframe="24h", model_version=None, client_id=None) -> list[dict]:
         entries = []
@@ -338,13 +336,33 @@ class PredictionService:
         return entries
 
     def cache_token(self, symbol, timeframe, model_version=None, client_id=None) -> tuple:
-        asset = resolve(symbol).id
+        asset = resolve(symbol).id  # an unknown symbol is reported before the timeframe and version
+        return self.cache_tokens([asset], timeframe, model_version, client_id)[0]
+
+    def cache_tokens(self, symbols, timeframe, model_version=None, client_id=None) -> list:
+        """``cache_token`` of each symbol, or the CryptoPredictorError its symbol met: the version is
+        routed once and the newest candle times of all the assets come from one memo read."""
         timeframe = check_timeframe(timeframe)
         version = self.resolve_version(model_version, client_id)
-        latest = self.data.latest((asset,))[asset]  # memoised: see serving_data.py for the bound
-        return (asset, timeframe, version, _iso(latest))
+        assets = []
+        for symbol in symbols:
+            try:
+                assets.append(resolve(symbol).id)
+            except CryptoPredictorError as exc:
+                assets.append(exc)
+        # memoised: see serving_data.py for the bound
+        latest = self.data.latest(dict.fromkeys(a for a in assets if isinstance(a, str)))
+        return [a if isinstance(a, Exception) else (a, timeframe, version, plog.iso(latest[a])) for a in assets]
 
     # ---------------------------------------------------------------- introspection
+
+    def served_manifest(self, alias: str = "production") -> tuple:
+        """(version, manifest) that ``alias`` serves now, from the loaded bundle (no disk read);
+        (None, {}) when nothing is served under it."""
+        served = self._current()
+        version = served.aliases.get(alias)
+        bundle = served.bundles.get(version)
+        return version, {} if bundle is None else bundle.manifest
 
     def versions(self) -> dict:
         served = self._current()
@@ -369,7 +387,8 @@ class PredictionService:
             resolved = served.aliases[name]
         else:
             resolved = resolve_version(self.models_dir, name)
-        manifest = load_manifest(self.models_dir / resolved)
+        bundle = served.bundles.get(resolved)  # a served version's manifest is already loaded
+        manifest = bundle.manifest if bundle is not None else load_manifest(self.models_dir / resolved)
         overall = (manifest.get("metrics") or {}).get("overall") or {}
         walk_forward = {asset: {tf: {kind: {k: row.get(k) for k in WALK_FORWARD_FIELDS} for kind, row in kinds.items()}
                                 for tf, kinds in tfs.items()} for asset, tfs in overall.items()}
@@ -427,9 +446,8 @@ class PredictionService:
         for asset, latest in self.data.query_latest(assets).items():  # health reads the store itself
             ages[asset] = None if latest is None else round((now - latest - HOUR).total_seconds() / 3600, 2)
         known = [a for a in ages.values() if a is not None]
-        limit = float(getattr(self.config, "MAX_DATA_AGE_HOURS", 0) or 0)
         ok = bool(known) and len(known) == len(ages)
-        if self.source is not None and limit > 0:
-            ok = ok and max(known) <= limit
+        if self.source is not None and self.max_age_hours > 0:
+            ok = ok and max(known) <= self.max_age_hours
         return {"ok": ok, "age_hours": max(known) if known else None, "assets": ages,
                 "live_source": None if self.source is None else getattr(self.source, "name", "custom")}

@@ -32,16 +32,10 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from crypto_predictor.datasets import bars as make_bars
+from crypto_predictor.market.frames import to_utc
 from crypto_predictor.market.store import candles
 
 INTERVAL = "1h"
-
-
-def _utc(value) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 class ServingData:
@@ -72,7 +66,7 @@ class ServingData:
         now = self._monotonic()
         out = {}
         for asset, value in zip(assets, row):
-            out[asset] = _utc(value)
+            out[asset] = None if value is None else to_utc(value)
             self._latest[asset] = (now, out[asset])
         return out
 

@@ -17,9 +17,7 @@ log = logging.getLogger("crypto_predictor.api")
 def _report() -> dict:
     holder = current_app.extensions["prediction_service"]
     try:
-        service = holder.get()
-        service.refresh_models()
-        report = dict(service.health())
+        report = dict(holder.get().health())  # health() runs the model refresh check itself
     except Exception as exc:  # health must answer whatever broke, and say what
         log.warning("health check failed: %s", exc.__class__.__name__)
         reason = getattr(exc, "message", None) or exc.__class__.__name__

@@ -7,6 +7,7 @@ every registered /api/v1 route and method is documented here.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 
@@ -344,6 +345,11 @@ def render_docs(doc: dict) -> str:
             "</style></head><body>" + "\n".join(parts) + "</body></html>")
 
 
+@functools.cache
+def _docs_html() -> str:
+    return render_docs(spec())  # the document is fixed at import: render it once per process
+
+
 @bp.get("/docs")
 def docs():
-    return Response(render_docs(spec()), mimetype="text/html")
+    return Response(_docs_html(), mimetype="text/html")

@@ -9,7 +9,7 @@ from flask import current_app, jsonify, request
 
 from crypto_predictor.analysis import analyse, history_hours
 from crypto_predictor.api import schemas
-from crypto_predictor.api.observability import CACHE_LOOKUPS, note
+from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
 from crypto_predictor.api.v1 import bp
 from crypto_predictor.errors import DataNotFound
@@ -36,7 +36,7 @@ def analysis(symbol: str):
     data = cache_get(key)
     hit = data is not None
     if cache_enabled():
-        CACHE_LOOKUPS.labels("analysis", "hit" if hit else "miss").inc()
+        labelled(CACHE_LOOKUPS, "analysis", "hit" if hit else "miss").inc()
     if not hit:
         start = newest - pd.Timedelta(hours=history_hours(interval, days) - 1)
         result = analyse(store.load(asset, "1h", start), interval, days)
@@ -49,17 +49,13 @@ def analysis(symbol: str):
 @bp.get("/models")
 def models():
     started = time.perf_counter()
-    service = get_service()
-    service.refresh_models()
-    return _ok(service.versions(), started)
+    return _ok(get_service().versions(), started)
 
 
 @bp.get("/models/performance/<model_version>")
 def model_performance(model_version: str):
     started = time.perf_counter()
-    service = get_service()
-    service.refresh_models()
-    data = service.performance(schemas.path_name(model_version, "model_version"))
+    data = get_service().performance(schemas.path_name(model_version, "model_version"))
     note(version=data.get("version") if isinstance(data, dict) else None)
     return _ok(data, started)
 
@@ -68,13 +64,12 @@ def model_performance(model_version: str):
 def symbols():
     """Every supported asset, and which of them the production model serves (and at which timeframes)."""
     started = time.perf_counter()
-    info = get_service().versions()
-    production = info["serving"].get("production")
-    row = next((r for r in info["versions"] if r.get("version") == production), {})
-    served = set(row.get("assets") or [])
+    production, manifest = get_service().served_manifest("production")  # no listing of every bundle on disk
+    served = set(manifest.get("assets") or [])
     listed = [{"id": a.id, "ticker": a.ticker, "name": a.name, "pair": a.pair, "served": a.id in served}
               for a in ASSETS]
-    return _ok({"symbols": listed, "timeframes": list(TIMEFRAMES), "served_timeframes": row.get("timeframes") or [],
+    return _ok({"symbols": listed, "timeframes": list(TIMEFRAMES),
+                "served_timeframes": manifest.get("timeframes") or [],
                 "intervals": list(INTERVALS_MS), "model_version": production}, started)
 
 

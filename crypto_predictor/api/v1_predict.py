@@ -23,7 +23,6 @@ from crypto_predictor.api import schemas
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, client_id, get_service
 from crypto_predictor.api.v1 import bp
-from crypto_predictor.errors import CryptoPredictorError
 
 
 # A cache entry: (data as JSON bytes, symbol, model_version, timeframe, model_accuracy).
@@ -49,15 +48,12 @@ def _served(version, timeframe, cached: bool) -> None:
     labelled(PREDICTIONS, str(version), str(timeframe), "true" if cached else "false").inc()
 
 
-def _lookup(service, symbol, timeframe, version, cid, endpoint: str):
-    """(cache slot, cached entry or None); the slot is None when caching is off.
+def _lookup(token: tuple, endpoint: str):
+    """(cache slot, cached entry or None) for a ``service.cache_token``; call it with caching on.
 
     A slot is (key, version the token expects): if an alias moved between the token and
     the prediction, the answer must not be filed under the old version's key.
     """
-    if not cache_enabled():
-        return None, None
-    token = tuple(service.cache_token(symbol, timeframe, version, cid))
     key = cache_key("prediction", ("json",) + token)
     entry = cache_get(key)
     labelled(CACHE_LOOKUPS, endpoint, "miss" if entry is None else "hit").inc()
@@ -74,10 +70,11 @@ def predict():
     started = time.perf_counter()
     req = schemas.parse_predict(schemas.json_object(request))
     note(symbol=req.symbol, timeframe=req.timeframe)
-    service = get_service()
-    service.refresh_models()
+    service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
-    slot, entry = _lookup(service, req.symbol, req.timeframe, req.model_version, cid, "predict")
+    slot, entry = None, None
+    if cache_enabled():
+        slot, entry = _lookup(service.cache_token(req.symbol, req.timeframe, req.model_version, cid), "predict")
     hit = entry is not None
     if not hit:
         entry = _cached(service.predict(req.symbol, req.timeframe, model_version=req.model_version,
@@ -98,16 +95,17 @@ def predict_batch():
     started = time.perf_counter()
     req = schemas.parse_batch(schemas.json_object(request))
     note(symbol=",".join(req.symbols)[:200], timeframe=req.timeframe)
-    service = get_service()
-    service.refresh_models()
+    service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
     version = service.resolve_version(req.model_version, cid)  # unknown version: 404 for the whole batch
     entries, slots, misses = [None] * len(req.symbols), [None] * len(req.symbols), []
+    tokens = [None] * len(req.symbols)
+    if cache_enabled():  # one routing and one newest-candle read for the whole batch
+        tokens = service.cache_tokens(req.symbols, req.timeframe, req.model_version, cid)
     for i, symbol in enumerate(req.symbols):
-        try:
-            slots[i], cached = _lookup(service, symbol, req.timeframe, req.model_version, cid, "batch")
-        except CryptoPredictorError:
-            cached = None  # the service reports this symbol's problem in its own entry below
+        cached = None
+        if isinstance(tokens[i], tuple):  # else no cache or an error the service reports below
+            slots[i], cached = _lookup(tokens[i], "batch")
         if cached is None:
             misses.append(i)
         else:
