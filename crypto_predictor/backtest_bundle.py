@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
-from crypto_predictor.calibration import DEFAULT_LEVELS, RollingConformal, direction_score, level_key, rolling_intervals
+from crypto_predictor.calibration import (DEFAULT_LEVELS, DirectionCalibrator, RollingConformal, direction_score,
+                                          level_key, rolling_intervals)
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import DataNotFound, InvalidInput
 from crypto_predictor.evaluation import evaluate_predictions
@@ -200,8 +201,6 @@ def _load_kind(bundle: Bundle, asset: str, timeframe: str, kind: str):
 
 def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None, end=None) -> PairEvaluation:
     """Score every saved kind of one pair on the rows at or after ``start`` (candles up to ``end``)."""
-    from crypto_predictor.training import calibrator_from_state
-
     start, end = parse_time(start, "--start"), parse_time(end, "--end")
     meta = bundle.read_json(asset, timeframe, PAIR_FILE)
     horizon = int(meta["horizon"])
@@ -271,7 +270,7 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
                                  None if scale is None else scale[scored], horizon, conformal.window,
                                  conformal.min_history, conformal.symmetric)
         iv = inputs.intervals(conformal.levels)
-        calibrator = calibrator_from_state(state["direction_calibrator"])
+        calibrator = DirectionCalibrator.from_state(state["direction_calibrator"])
         confidence = calibrator.predict_proba(direction_score(y_pred, iv["error_scale"]))
         result.kinds[kind] = KindResult(kind, model, y_pred, iv, confidence, inputs)
 

@@ -223,13 +223,20 @@ class RollingConformal:
         The caller passes only residuals whose targets are realised (prediction row + horizon
         <= now), oldest first. With ``residual_scales`` the offsets are in scale units.
         """
+        return self._offsets(self._trailing(residuals, residual_scales))
+
+    def _trailing(self, residuals, residual_scales=None) -> np.ndarray:
+        """The latest ``window`` finite residuals, in scale units when ``residual_scales`` is given."""
         r = np.asarray(residuals, dtype=float)
         if residual_scales is not None:
             r = r / np.asarray(residual_scales, dtype=float)
-        r = r[np.isfinite(r)][-self.window:]
-        if len(r) < self.min_history:
-            raise InvalidInput(f"need at least {self.min_history} realised residuals for an interval, got {len(r)}")
-        return conformal_offsets(r, self.levels, self.symmetric)
+        return r[np.isfinite(r)][-self.window:]
+
+    def _offsets(self, trailing: np.ndarray) -> dict[float, tuple[float, float]]:
+        if len(trailing) < self.min_history:
+            raise InvalidInput(f"need at least {self.min_history} realised residuals for an interval, "
+                               f"got {len(trailing)}")
+        return conformal_offsets(trailing, self.levels, self.symmetric)
 
     def interval(self, prediction: float, residuals, scale: float | None = None,
                  residual_scales=None) -> dict[str, float]:
@@ -238,15 +245,12 @@ class RollingConformal:
             raise InvalidInput("pass both scale and residual_scales, or neither")
         self._check_scale(scale)
         s = 1.0 if scale is None else float(scale)
+        trailing = self._trailing(residuals, residual_scales)
         out = {}
-        for lv, (lo, hi) in self.offsets(residuals, residual_scales).items():
+        for lv, (lo, hi) in self._offsets(trailing).items():
             out[f"lower{level_key(lv)}"] = float(prediction) + lo * s
             out[f"upper{level_key(lv)}"] = float(prediction) + hi * s
-        r = np.asarray(residuals, dtype=float)
-        if residual_scales is not None:
-            r = r / np.asarray(residual_scales, dtype=float)
-        r = r[np.isfinite(r)][-self.window:]
-        out["error_scale"] = float(np.mean(np.abs(r))) * s
+        out["error_scale"] = float(np.mean(np.abs(trailing))) * s
         return out
 
 

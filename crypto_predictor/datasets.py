@@ -108,4 +108,4 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
                            asset=asset, timeframe=timeframe)
     rows = np.flatnonzero(ok)
     return Dataset(asset, timeframe, bar, h, X.iloc[rows], y.iloc[rows], own["close"].iloc[rows],
-                   sorted(k for k in context if len(context[k]) > WARMUP))
+                   sorted(k for k in context if context_usable(len(context[k]))))

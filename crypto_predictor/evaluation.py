@@ -158,8 +158,8 @@ class BacktestResult:
 
     ``predictions``: one row per test row (position, index label, fold, y_true, y_pred,
     lower/upper per level, n_history, error_scale, confidence, score, and scale when
-    normalised). ``residuals``: (position, residual) history to seed serving-time intervals. ``summary``: model and naive rows over
-    rows with intervals where relevant; ``n_without_interval`` rows lacked enough known errors.
+    normalised). ``summary``: model and naive rows over rows with intervals where relevant;
+    ``n_without_interval`` rows lacked enough known errors.
     """
 
     folds: list[dict]
@@ -168,11 +168,6 @@ class BacktestResult:
     n_without_interval: int
     conformal: RollingConformal
     calibrator: DirectionCalibrator | None = None
-
-    @property
-    def residuals(self) -> pd.DataFrame:
-        p = self.predictions
-        return pd.DataFrame({"position": p["position"], "residual": p["y_true"] - p["y_pred"]})
 
 
 def _rows(obj, idx):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE
-from crypto_predictor.calibration import DirectionCalibrator, RollingConformal
+from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.datasets import Dataset, build_dataset
 from crypto_predictor.evaluation import backtest
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
@@ -73,8 +73,6 @@ def make_model(kind: str, options: TrainOptions, horizon: int):
     cls = get_model_class(kind)
     params = dict(cls.QUICK_PARAMS) if options.quick else {}
     accepted = cls().get_params()
-    if "random_state" in accepted:
-        params["random_state"] = options.seed
     if "seed" in accepted:
         params["seed"] = options.seed
     if "gap" in accepted:
@@ -142,10 +140,6 @@ def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) 
         },
         "direction_calibrator": result.calibrator.to_state(),
     }
-
-
-def calibrator_from_state(state: dict) -> DirectionCalibrator:
-    return DirectionCalibrator.from_state(state)
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:

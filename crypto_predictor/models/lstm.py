@@ -26,7 +26,7 @@ import numpy as np
 
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput
 from crypto_predictor.models.base import BaseModel, chronological_split
-from crypto_predictor.models.lstm_numpy import NumpyLSTM
+from crypto_predictor.models.lstm_numpy import CHUNK, NumpyLSTM
 
 WEIGHTS_FILE = "lstm.weights.h5"
 STATE_FILE = "lstm_scaling.npz"
@@ -42,10 +42,14 @@ def _keras():
     return tf, keras
 
 
+def left_pad(X: np.ndarray, rows: int) -> np.ndarray:
+    """X with its first row repeated ``rows`` times in front: how every engine pads early windows."""
+    return np.concatenate([np.repeat(X[:1], rows, axis=0), X])
+
+
 def windows(X: np.ndarray, lookback: int) -> np.ndarray:
     """(n, lookback, f) float32 windows; window i ends at row i, left-padded with row 0."""
-    pad = np.repeat(X[:1], lookback - 1, axis=0)
-    padded = np.concatenate([pad, X]).astype(np.float32)
+    padded = left_pad(X, lookback - 1).astype(np.float32)
     # sliding_window_view puts the window axis last: (n, f, lookback) -> (n, lookback, f)
     view = np.lib.stride_tricks.sliding_window_view(padded, lookback, axis=0)
     return np.ascontiguousarray(view.transpose(0, 2, 1))
@@ -157,17 +161,14 @@ class LSTMModel(BaseModel):
     def _predict(self, X):
         if self.network_ is None:
             # Numpy engine: the rows padded like windows(), every window computed in one pass.
-            scaled = self._scaled(X)
-            rows = np.concatenate([np.repeat(scaled[:1], self.lookback - 1, axis=0), scaled])
-            return self._unscale(self.cell_.run(rows, self.lookback))
+            return self._unscale(self.cell_.run(left_pad(self._scaled(X), self.lookback - 1), self.lookback))
         W = windows(self._scaled(X), self.lookback)
         # Chunks bound the memory of one call on long histories.
-        return np.concatenate([self._run(W[i : i + 4096]) for i in range(0, len(W), 4096)])
+        return np.concatenate([self._run(W[i : i + CHUNK]) for i in range(0, len(W), CHUNK)])
 
     def _predict_last(self, X):
         # X holds at most lookback rows here: build only the newest window, padded like windows().
-        last = self._scaled(X)
-        window = np.concatenate([np.repeat(last[:1], self.lookback - len(last), axis=0), last])
+        window = left_pad(self._scaled(X), self.lookback - len(X))
         if self.network_ is None:
             return float(self._unscale(self.cell_.run(window, self.lookback))[0])
         return float(self._run(window[None].astype(np.float32), single=True)[0])
