@@ -10,6 +10,7 @@ import pandas as pd
 
 from crypto_predictor.config import MARKET_SOURCES, Config
 from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.market.frames import to_utc
 from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, resolve, supported_ids
 
 DEFAULT_LIVE_DAYS = 30
@@ -32,20 +33,28 @@ def cli():
               help="SQLAlchemy URL of the store (default: DATABASE_URL or a SQLite file under instance/).")
 def init(database_url):
     """Create the database schema (idempotent)."""
-    config = Config()
-    url = database_url or config.DATABASE_URL
-    try:
-        store = _store_for(url)
-        tables = store.init_schema()
-    except Exception as exc:  # a bad URL or unreachable server: one line, not a traceback
-        raise click.ClickException(f"cannot initialise {url}: {exc}") from exc
-    click.echo(f"schema ready at {store.engine.url.render_as_string(hide_password=True)}: {', '.join(tables)}")
+    from crypto_predictor.db import metadata
+
+    _config, store = _open_store(database_url)
+    click.echo(f"schema ready at {store.engine.url.render_as_string(hide_password=True)}: "
+               f"{', '.join(sorted(metadata.tables))}")
 
 
-def _store_for(url):
+def _open_store(database_url):
+    """(config, store with its schema created); bad settings or an unreachable database end as one error line."""
     from crypto_predictor.market.store import CandleStore
 
-    return CandleStore(url)
+    try:
+        config = Config()
+        if database_url:
+            config.DATABASE_URL = database_url
+        store = CandleStore(config.DATABASE_URL)
+        store.init_schema()
+    except CryptoPredictorError as exc:
+        raise click.ClickException(exc.message) from exc
+    except Exception as exc:  # bad environment value, bad URL, unreachable database
+        raise click.ClickException(str(exc).splitlines()[0]) from exc
+    return config, store
 
 
 @cli.command()
@@ -66,14 +75,14 @@ def ingest(source, data_dir, symbols, interval, days, database_url):
     from crypto_predictor.market import get_source
     from crypto_predictor.market.ingest import ingest_asset
 
-    config = Config()
+    from crypto_predictor.market.ingest import resume_start
+
+    config, store = _open_store(database_url)
     source_name = source or config.MARKET_DATA_SOURCE
     try:
         src = get_source(source_name, config, data_dir=data_dir)
         available = src.available(interval) if source_name == "csv" else None
         assets = resolve_symbols(symbols, available)
-        store = _store_for(database_url or config.DATABASE_URL)
-        store.init_schema()
     except CryptoPredictorError as exc:
         raise click.ClickException(exc.message) from exc
     if not assets:
@@ -85,13 +94,9 @@ def ingest(source, data_dir, symbols, interval, days, database_url):
         for asset in bar:
             start = None
             if source_name != "csv":
-                latest = store.latest_time(asset, interval)
-                if days is not None:
-                    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
-                elif latest is not None:
-                    start = latest + pd.Timedelta(milliseconds=INTERVALS_MS[interval])
-                else:
-                    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=DEFAULT_LIVE_DAYS)
+                now = pd.Timestamp.now(tz="UTC")
+                start = (now - pd.Timedelta(days=days) if days is not None
+                         else resume_start(store, asset, interval, now, DEFAULT_LIVE_DAYS))
             try:
                 report = ingest_asset(src, store, asset, interval=interval, start=start, last_days=days)
             except CryptoPredictorError as exc:
@@ -113,27 +118,12 @@ def _as_of(_ctx, _param, value):
     if value is None:
         return None
     try:
-        ts = pd.Timestamp(value)
+        ts = to_utc(value)
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(f"not an ISO time: {value!r}") from exc
     if ts is pd.NaT:
         raise click.BadParameter(f"not an ISO time: {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _job_store(database_url):
-    """(config, store with schema) for a job; bad settings end as one error line."""
-    try:
-        config = Config()
-        if database_url:
-            config.DATABASE_URL = database_url
-        store = _store_for(config.DATABASE_URL)
-        store.init_schema()
-    except CryptoPredictorError as exc:
-        raise click.ClickException(exc.message) from exc
-    except Exception as exc:  # bad environment value, unreachable database
-        raise click.ClickException(str(exc).splitlines()[0]) from exc
-    return config, store
+    return ts
 
 
 def _job_lock(config, store, name):
@@ -161,15 +151,16 @@ _DB = click.option("--database-url", envvar="DATABASE_URL", default=None, help="
 def refresh(source, data_dir, interval, initial_days, now, database_url):
     """Ingest the newest closed candles of every configured asset (REFRESH_ASSETS, default all)."""
     from crypto_predictor.jobs import JobLocked
-    from crypto_predictor.jobs.refresh import configured_assets, make_source, refresh as run_refresh, summary_line
+    from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, summary_line
+    from crypto_predictor.market import get_source
 
-    config, store = _job_store(database_url)
+    config, store = _open_store(database_url)
     name = source or config.MARKET_DATA_SOURCE
     clock = (lambda: now.timestamp()) if now is not None else time.time
     started = time.perf_counter()
     try:
         with _job_lock(config, store, "refresh"):
-            src = make_source(name, config, data_dir=data_dir, clock=clock)
+            src = get_source(name, config, data_dir=data_dir, clock=clock)
             assets = configured_assets(config, name, src, interval)
             if not assets:
                 raise click.ClickException(f"no assets to refresh from {name} (set REFRESH_ASSETS)")
@@ -196,7 +187,7 @@ def verify(days, as_json, now, database_url):
     from crypto_predictor.jobs import JobLocked
     from crypto_predictor.jobs.verify import format_table, run_verify
 
-    config, store = _job_store(database_url)
+    config, store = _open_store(database_url)
     try:
         with _job_lock(config, store, "verify"):
             report = run_verify(store, days=days, now=now)
@@ -238,7 +229,7 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
     from crypto_predictor.train_cli import _stored_assets, format_summary
     from crypto_predictor.training import TrainOptions, expand_kinds
 
-    config, store = _job_store(database_url)
+    config, store = _open_store(database_url)
     root = models_dir or config.MODELS_DIR
     try:
         with _job_lock(config, store, "retrain"):

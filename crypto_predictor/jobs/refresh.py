@@ -9,12 +9,12 @@ does not stop the others.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pandas as pd
 
 from crypto_predictor.errors import CryptoPredictorError, InvalidInput
+from crypto_predictor.market.frames import to_utc
 from crypto_predictor.symbols import INTERVALS_MS, resolve, supported_ids
 
 DEFAULT_INITIAL_DAYS = 30
@@ -33,21 +33,6 @@ class AssetRefresh:
         span = "no new candles" if r.first is None else f"{r.first:%Y-%m-%d %H:%M} .. {r.last:%Y-%m-%d %H:%M}"
         return (f"{self.asset:<12} {r.interval} [{r.source}] received {r.received}, inserted {r.inserted}, "
                 f"updated {r.updated}, rejected {r.validation.rejected_total}, {span}")
-
-
-def make_source(name: str, config, data_dir=None, clock=time.time):
-    """The configured source, with ``clock`` as its idea of now (live sources keep closed candles only)."""
-    if name == "binance":
-        from crypto_predictor.market.binance import BinanceSource
-
-        return BinanceSource(config, clock=clock)
-    if name == "coingecko":
-        from crypto_predictor.market.coingecko import CoinGeckoSource
-
-        return CoinGeckoSource(config, clock=clock)
-    from crypto_predictor.market import get_source
-
-    return get_source(name, config, data_dir=data_dir)
 
 
 def configured_assets(config, source_name: str, source, interval: str) -> list[str]:
@@ -71,15 +56,13 @@ def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:
 def refresh(source, store, assets, interval: str = "1h", now=None, initial_days: int = DEFAULT_INITIAL_DAYS
             ) -> list[AssetRefresh]:
     """Ingest the closed candles each asset is missing; one result per asset, in order."""
-    from crypto_predictor.market.ingest import IngestReport, ingest_asset
+    from crypto_predictor.market.ingest import IngestReport, ingest_asset, resume_start
 
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
-    step = pd.Timedelta(milliseconds=INTERVALS_MS[interval])
+    now = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
     end = last_closed_open(now, interval)
     results = []
     for asset in assets:
-        latest = store.latest_time(asset, interval)
-        start = now - pd.Timedelta(days=initial_days) if latest is None else latest + step
+        start = resume_start(store, asset, interval, now, initial_days)
         try:
             if start > end:  # already up to date: do not even ask the provider
                 report = IngestReport(asset, interval, getattr(source, "name", "?"))

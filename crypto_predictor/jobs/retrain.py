@@ -19,6 +19,7 @@ import pandas as pd
 
 from crypto_predictor import prediction_log as plog
 from crypto_predictor import registry
+from crypto_predictor.market.frames import to_utc
 
 # (metric in live_accuracy rows, config attribute holding its minimum)
 CHECKS = (("directional_accuracy", "RETRAIN_MIN_DIRECTION_ACCURACY"), ("coverage_80", "RETRAIN_MIN_COVERAGE80"))
@@ -85,7 +86,7 @@ class Decision:
 
 def decide(engine, models_dir, config, now=None, force: bool = False) -> Decision:
     """Check the production version's live accuracy over the rolling window against the thresholds."""
-    until = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
+    until = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
     window = float(config.RETRAIN_WINDOW_DAYS)
     since = until - pd.Timedelta(days=window)
     thresholds = {metric: float(getattr(config, attr)) for metric, attr in CHECKS}

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from crypto_predictor import prediction_log as plog
+from crypto_predictor.market.frames import to_utc
 
 COLUMNS = (("model_version", "VERSION", "{}"), ("asset", "ASSET", "{}"), ("timeframe", "TF", "{}"),
            ("n", "N", "{}"), ("directional_accuracy", "DIR.ACC", "{:.1%}"), ("coverage_80", "COV80", "{:.1%}"),
@@ -28,8 +29,8 @@ def pending(engine) -> int:
 def window_bounds(days=None, now=None) -> tuple:
     """(since, until) for the last ``days`` days before ``now``; (None, None) = everything."""
     if days is None:
-        return None, None if now is None else pd.Timestamp(now)
-    until = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        return None, None if now is None else to_utc(now)
+    until = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
     return until - pd.Timedelta(days=float(days)), until
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.market.validation import ValidationReport, validate
+from crypto_predictor.symbols import INTERVALS_MS
 
 
 @dataclass
@@ -50,6 +51,14 @@ class IngestReport:
             out.append(f"    gap {first} .. {last} ({missing} missing)")
         out.extend(f"  note: {n}" for n in self.notes)
         return out
+
+
+def resume_start(store: CandleStore, asset: str, interval: str, now: pd.Timestamp, initial_days) -> pd.Timestamp:
+    """Where a live fetch picks up: one interval after the newest stored candle, else ``initial_days`` before now."""
+    latest = store.latest_time(asset, interval)
+    if latest is None:
+        return now - pd.Timedelta(days=initial_days)
+    return latest + pd.Timedelta(milliseconds=INTERVALS_MS[interval])
 
 
 def ingest_asset(source, store: CandleStore, symbol, interval="1h", start=None, end=None,

@@ -9,6 +9,7 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, PrimaryKeyConstraint, 
 from sqlalchemy import Table
 
 from crypto_predictor.db import init_db, make_engine, metadata
+from crypto_predictor.market.frames import to_utc
 
 VALUE_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades"]
 
@@ -128,7 +129,7 @@ class CandleStore:
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(candles.c.open_time)).where(
                 candles.c.asset == asset, candles.c.interval == interval)).scalar()
-        return None if value is None else pd.Timestamp(value).tz_localize("UTC") if pd.Timestamp(value).tzinfo is None else pd.Timestamp(value).tz_convert("UTC")
+        return None if value is None else to_utc(value)  # SQLite hands back naive UTC
 
     def count(self, asset: str | None = None, interval: str | None = None) -> int:
         query = select(func.count()).select_from(candles)
