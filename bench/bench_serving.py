@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO.parent / "shared" / "data" / "ohlcv"))
@@ -66,16 +67,10 @@ def prepare(workdir: Path, data_dir: Path, assets, days: int, quick: bool, jobs:
         version = get_aliases(models)["production"]
         print(f"reusing bundle {version} in {models}")
         return url, models, version
-    from crypto_predictor.market.csvdir import CsvSource
-    from crypto_predictor.market.ingest import ingest_asset
-    from crypto_predictor.market.store import CandleStore
     from crypto_predictor.training import TrainOptions, train_run
+    from tests.support.slices import fill_store
 
-    store = CandleStore(url)
-    store.init_schema()
-    source = CsvSource(data_dir)
-    for asset in assets:
-        ingest_asset(source, store, asset, last_days=days + 60)
+    fill_store(url, data_dir, assets, last_days=days + 60)
     started = time.perf_counter()
     options = TrainOptions(quick=quick, days=days, seed=42)  # every kind and the ensemble
     version, _ = train_run(url, list(assets), [TIMEFRAME], options, models, n_jobs=jobs)
@@ -96,12 +91,6 @@ def batch_body(assets) -> dict:
 
 
 # ---------------------------------------------------------------- gunicorn
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Gunicorn:
     """One Gunicorn instance on 127.0.0.1 with the repository's gunicorn.conf.py."""

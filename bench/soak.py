@@ -52,17 +52,11 @@ HOUR = pd.Timedelta(hours=1)
 
 def prepare(url: str, models: Path, data_dir: Path, assets, days: int, quick: bool) -> list[str]:
     """Store filled up to CUT; two trained versions. Returns [first, second]."""
-    from crypto_predictor.market.csvdir import CsvSource
-    from crypto_predictor.market.ingest import ingest_asset
-    from crypto_predictor.market.store import CandleStore
     from crypto_predictor.registry import set_alias
     from crypto_predictor.training import TrainOptions, train_run
+    from tests.support.slices import fill_store
 
-    store = CandleStore(url)
-    store.init_schema()
-    source = CsvSource(data_dir)
-    for asset in assets:
-        ingest_asset(source, store, asset, "1h", end=CUT - HOUR, last_days=days + 60)
+    fill_store(url, data_dir, assets, end=CUT - HOUR, last_days=days + 60)
     versions = []
     for seed in (1, 2):
         started = time.perf_counter()

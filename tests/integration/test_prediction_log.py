@@ -36,12 +36,10 @@ def ingest(store, start, end=None):
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, data_dir):
-    """(models dir, database url of the training store)."""
+    """The models dir of a linear bundle (production) trained on candles up to 2021-09-20."""
     root = tmp_path_factory.mktemp("plog")
     url = f"sqlite:///{root / 'train.db'}"
-    store = CandleStore(url)
-    store.init_schema()
-    ingest(store, "2021-07-01", "2021-09-20T00:00Z")
+    ingest(url, "2021-07-01", "2021-09-20T00:00Z")
     models = root / "models"
     version, _ = train_run(url, ASSETS, ["1h", "24h"], TrainOptions(kinds=("linear",), quick=True, days=45), models,
                            n_jobs=1)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,19 +66,10 @@ def fitted(data):
 
 
 @pytest.fixture(scope="module")
-def real_features():
+def real_features(btc_candles):
     """A slice of real BTC hourly candles turned into a few honest (past-only) features."""
     n_rows = 2500
-    data_dir = Path(
-        os.environ.get(
-            "CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"
-        )
-    )
-    if not (data_dir / "BTCUSDT-1h.csv.gz").exists() and not (data_dir / "BTCUSDT-1h.csv").exists():
-        pytest.skip(f"no BTC candles in {data_dir}")
-    from crypto_predictor.market.csvdir import CsvSource
-
-    candles = CsvSource(data_dir).fetch("bitcoin").candles.tail(n_rows + 48)
+    candles = btc_candles.tail(n_rows + 48)
     close = np.log(candles["close"].to_numpy(float))
     ret = pd.Series(np.diff(close, prepend=close[0]))
     volume = pd.Series(np.log1p(candles["volume"].to_numpy(float)))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,9 +12,8 @@ from crypto_predictor.features import (FEATURE_NAMES, SERVING_ROWS, WARMUP, buil
                                        feature_names, make_target, regularize, resample_daily)
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.validation import validate
+from tests.conftest import DATA_DIR
 
-DATA_DIR = Path(os.environ.get(
-    "CRYPTO_PREDICTOR_DATA_DIR", Path(__file__).resolve().parents[2] / "../shared/data/ohlcv"))
 ROWS = 3000  # from the first candle: holds BTC's bad first print and the 2017-09-22 outage
 
 
