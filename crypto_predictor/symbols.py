@@ -31,6 +31,15 @@ ASSETS: tuple[Asset, ...] = (
     Asset("dogecoin", "DOGE", "Dogecoin"),
     Asset("tron", "TRX", "TRON"),
     Asset("avalanche-2", "AVAX", "Avalanche"),
+    Asset("chainlink", "LINK", "Chainlink"),
+    Asset("matic-network", "MATIC", "Polygon"),
+    Asset("shiba-inu", "SHIB", "Shiba Inu"),
+    Asset("cosmos", "ATOM", "Cosmos Hub"),
+    Asset("bitcoin-cash", "BCH", "Bitcoin Cash"),
+    Asset("ethereum-classic", "ETC", "Ethereum Classic"),
+    Asset("uniswap", "UNI", "Uniswap"),
+    Asset("stellar", "XLM", "Stellar"),
+    Asset("monero", "XMR", "Monero"),
 )
 
 _LOOKUP: dict[str, Asset] = {}

@@ -14,11 +14,13 @@ from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.store import CandleStore
 from tests.support.fake_market import FakeMarket
 from tests.support import servers
+from tests.support.slices import DATA_END
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CRYPTO_PREDICTOR_DATA_DIR", REPO.parent / "shared" / "data" / "ohlcv"))
-# The shared data ends at 2021-09-30T23:00Z; fake providers live one hour after its last close.
-FAKE_NOW_MS = int(pd.Timestamp("2021-10-01T00:00:30Z").value // 1_000_000)
+# Tests read the shared candles up to DATA_END (tests/support/slices.py); fake providers live just
+# after its last candle closed.
+FAKE_NOW_MS = int((DATA_END + pd.Timedelta(hours=1, seconds=30)).value // 1_000_000)
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +32,12 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def btc_candles(data_dir) -> pd.DataFrame:
-    return CsvSource(data_dir).fetch("bitcoin").candles
+    return CsvSource(data_dir).fetch("bitcoin", end=DATA_END).candles
 
 
 @pytest.fixture(scope="session")
 def eth_candles(data_dir) -> pd.DataFrame:
-    return CsvSource(data_dir).fetch("ethereum").candles
+    return CsvSource(data_dir).fetch("ethereum", end=DATA_END).candles
 
 
 @pytest.fixture()

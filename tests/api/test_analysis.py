@@ -10,6 +10,7 @@ import talib
 from crypto_predictor.analysis import (SIGNAL_THRESHOLD, WARMUP_BARS, analyse, history_hours, indicators,
                                        resample, summary, technical_signal)
 from crypto_predictor.errors import InvalidInput
+from tests.support.slices import DATA_END
 
 
 def _hourly(close, start="2021-01-01T00:00Z", volume=None) -> pd.DataFrame:
@@ -25,8 +26,8 @@ def btc(data_dir) -> pd.DataFrame:
     from crypto_predictor.market.csvdir import CsvSource
     from crypto_predictor.market.validation import validate
 
-    raw = CsvSource(data_dir).fetch("bitcoin").candles
-    clean, _ = validate(raw[raw["open_time"] >= pd.Timestamp("2021-05-01", tz="UTC")], "1h")
+    raw = CsvSource(data_dir).fetch("bitcoin", start="2021-05-01T00:00Z", end=DATA_END).candles
+    clean, _ = validate(raw, "1h")
     return clean.set_index("open_time")
 
 

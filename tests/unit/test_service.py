@@ -25,7 +25,7 @@ from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.frames import FetchResult
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import DATA_DIR
-from tests.support.slices import fill_store as fill_shared_store
+from tests.support.slices import DATA_END, fill_store as fill_shared_store
 from crypto_predictor.registry import load_manifest, set_alias
 from crypto_predictor.service import PredictionService, ab_bucket
 from crypto_predictor.training import TrainOptions, train_run
@@ -43,7 +43,7 @@ def clock_at(ts):
     return lambda: pd.Timestamp(ts).timestamp()
 
 
-def fill_store(url, start="2021-06-15", end=None) -> CandleStore:
+def fill_store(url, start="2021-06-15", end=DATA_END) -> CandleStore:
     return fill_shared_store(url, DATA, ASSETS, start=start, end=end)
 
 

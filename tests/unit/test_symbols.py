@@ -4,7 +4,8 @@ from crypto_predictor.errors import UnknownSymbol, UnknownTimeframe
 from crypto_predictor.symbols import ASSETS, check_timeframe, resolve, supported_ids
 
 REQUIRED = ["bitcoin", "ethereum", "binancecoin", "cardano", "solana", "polkadot", "litecoin", "ripple",
-            "dogecoin", "tron", "avalanche-2"]
+            "dogecoin", "tron", "avalanche-2", "chainlink", "matic-network", "shiba-inu", "cosmos",
+            "bitcoin-cash", "ethereum-classic", "uniswap", "stellar", "monero"]
 
 
 @pytest.mark.parametrize("spelling", ["bitcoin", "BTC", "btc", "BTCUSDT", "btcusdt", " Bitcoin "])
@@ -20,6 +21,15 @@ def test_required_assets_are_supported_with_unique_ids_tickers_and_pairs():
         assert len(values) == len(set(values)), field
     assert resolve("avalanche-2").pair == "AVAXUSDT"
     assert resolve("XRP").id == "ripple"
+
+
+def test_every_core_pair_of_the_shared_data_is_supported_by_id_ticker_and_pair(data_dir):
+    pairs = sorted(p.name.split("-")[0] for p in data_dir.glob("*-1h.csv.gz"))
+    assert len(pairs) == 20
+    for pair in pairs:
+        asset = resolve(pair)
+        assert asset.pair == pair
+        assert resolve(asset.ticker) == asset == resolve(asset.id)
 
 
 @pytest.mark.parametrize("bad", ["notacoin", "", "BTCEUR", None, 42])
