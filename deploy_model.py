@@ -5,7 +5,7 @@
     python deploy_model.py --rollback --alias production
 """
 
-from crypto_predictor.deploy import deploy_command
+from crypto_predictor.cli.deploy import deploy_command
 
 main = deploy_command
 

@@ -16,9 +16,9 @@ import pandas as pd
 
 from crypto_predictor.config import Config
 from crypto_predictor.datasets import build_dataset
-from crypto_predictor.evaluation import metrics
+from crypto_predictor.training.metrics import metrics
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.training import TrainOptions, make_model
+from crypto_predictor.training.pipeline import TrainOptions, make_model
 
 
 def _generic(X: pd.DataFrame) -> pd.DataFrame:

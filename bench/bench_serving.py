@@ -60,14 +60,14 @@ TARGETS = {"cached_ratio": 0.70, "uncached_ratio": 0.25, "inproc_p50_ms": 3.0, "
 
 def prepare(workdir: Path, data_dir: Path, assets, days: int, quick: bool, jobs: int) -> tuple[str, Path, str]:
     """(database url, models dir, production version); reuses a bundle already aliased there."""
-    from crypto_predictor.registry import get_aliases, set_alias
+    from crypto_predictor.registry.aliases import get_aliases, set_alias
 
     url, models = f"sqlite:///{workdir / 'store.db'}", workdir / "models"
     if models.is_dir() and get_aliases(models).get("production"):
         version = get_aliases(models)["production"]
         print(f"reusing bundle {version} in {models}")
         return url, models, version
-    from crypto_predictor.training import TrainOptions, train_run
+    from crypto_predictor.training.pipeline import TrainOptions, train_run
     from tests.support.slices import fill_store
 
     fill_store(url, data_dir, assets, last_days=days + 60)
@@ -226,7 +226,7 @@ def check(base: str, path: str, body: dict, cached: bool | None) -> str:
 
 def in_process(url: str, models: Path, calls: int, batch: dict) -> dict:
     from crypto_predictor.config import Config
-    from crypto_predictor.service import PredictionService
+    from crypto_predictor.serving.service import PredictionService
 
     service = PredictionService(Config({"DATABASE_URL": url, "MODELS_DIR": str(models),
                                         "MARKET_DATA_SOURCE": "csv"}))

@@ -52,8 +52,8 @@ HOUR = pd.Timedelta(hours=1)
 
 def prepare(url: str, models: Path, data_dir: Path, assets, days: int, quick: bool) -> list[str]:
     """Store filled up to CUT; two trained versions. Returns [first, second]."""
-    from crypto_predictor.registry import set_alias
-    from crypto_predictor.training import TrainOptions, train_run
+    from crypto_predictor.registry.aliases import set_alias
+    from crypto_predictor.training.pipeline import TrainOptions, train_run
     from tests.support.slices import fill_store
 
     fill_store(url, data_dir, assets, end=CUT - HOUR, last_days=days + 60)

@@ -1,4 +1,4 @@
-from crypto_predictor.cli import main
+from crypto_predictor.cli.main import main
 
 if __name__ == "__main__":
     main()

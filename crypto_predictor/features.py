@@ -122,7 +122,7 @@ def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(x).rolling(window, min_periods=window).std().to_numpy()
 
 
-def _trusted_range(frame, o, h, lo, c) -> tuple[np.ndarray, np.ndarray]:
+def trusted_range(frame, o, h, lo, c) -> tuple[np.ndarray, np.ndarray]:
     """High/low with flagged outlier rows clipped to their body.
 
     The body is anchored at the previous close rather than the published open,
@@ -147,7 +147,7 @@ def _utc_index(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 def _own_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     o, h, lo, c = _prices(frame, "candles")
-    h, lo = _trusted_range(frame, o, h, lo, c)
+    h, lo = trusted_range(frame, o, h, lo, c)
     vol = frame["volume"].to_numpy(dtype="float64")
     vol = np.where(np.isfinite(vol), vol, 0.0)  # missing volume counts as none traded
     logc = np.log(c)

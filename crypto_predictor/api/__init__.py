@@ -1,4 +1,5 @@
-"""The Flask application factory: health at /api, the v1 blueprint at /api/v1, metrics at /metrics.
+"""The Flask application factory: health at /api, the v1 blueprints (predict, info, docs) at /api/v1,
+metrics at /metrics.
 
 Admin routes sit at /api/v1/admin behind ADMIN_TOKEN (api/admin.py); CORS, the proxy-aware
 client address and the /metrics token are switched by configuration (api/security.py).
@@ -11,14 +12,23 @@ from __future__ import annotations
 
 from flask import Flask
 
+from crypto_predictor.api import info, openapi, predict
+from crypto_predictor.api.admin import bp as admin_bp
+from crypto_predictor.api.errors import register_error_handlers
+from crypto_predictor.api.extensions import cache, remote_address
+from crypto_predictor.api.health import bp as health_bp
+from crypto_predictor.api.observability import init_observability, metrics_bp
+from crypto_predictor.api.rate_limit import init_rate_limit
+from crypto_predictor.api.runtime import ServiceHolder
+from crypto_predictor.api.security import init_security
 from crypto_predictor.config import Config
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.serving.service import PredictionService
 
 MAX_BODY_BYTES = 64 * 1024
 
 
 def _init_cache(app: Flask) -> None:
-    from crypto_predictor.extensions import cache
-
     cfg = app.config
     if not cfg.get("CACHE_ENABLED", True):
         cache_type = "NullCache"
@@ -33,17 +43,6 @@ def _init_cache(app: Flask) -> None:
 
 def create_app(config: Config | None = None, service=None) -> Flask:
     """The app. ``service``: a PredictionService (or a stand-in) to use instead of a new one."""
-    from crypto_predictor.api.admin import bp as admin_bp
-    from crypto_predictor.api.errors import register_error_handlers
-    from crypto_predictor.api.health import bp as health_bp
-    from crypto_predictor.api.observability import init_observability, metrics_bp
-    from crypto_predictor.api.rate_limit import init_rate_limit
-    from crypto_predictor.api.runtime import ServiceHolder
-    from crypto_predictor.api.security import init_security
-    from crypto_predictor.api.v1 import bp as v1_bp
-    from crypto_predictor.extensions import remote_address
-    from crypto_predictor.market.store import CandleStore
-
     config = config or Config()
     app = Flask(__name__)
     app.config.from_object(config)
@@ -54,8 +53,6 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     store = CandleStore(app.config["DATABASE_URL"])
     app.extensions["candle_store"] = store
     if service is None:
-        from crypto_predictor.service import PredictionService
-
         service = PredictionService(config, store=store)
     app.extensions["prediction_service"] = ServiceHolder(service)
 
@@ -63,7 +60,8 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     register_error_handlers(app)
     _init_cache(app)
     app.register_blueprint(health_bp, url_prefix="/api")
-    app.register_blueprint(v1_bp, url_prefix="/api/v1")
+    for module in (predict, info, openapi):
+        app.register_blueprint(module.bp, url_prefix="/api/v1")
     app.register_blueprint(admin_bp, url_prefix="/api/v1/admin")
     init_security(app)
     init_rate_limit(app, remote_address, exempt=(health_bp, metrics_bp))  # probes and scrapes: never

@@ -2,7 +2,7 @@
 
 With no ADMIN_TOKEN configured every admin route answers 403 ``admin_disabled``: there is no
 default secret to guess. A missing or wrong token is a 401 with ``WWW-Authenticate: Bearer``.
-Tokens are compared in constant time (``bearer_matches``).
+Tokens are compared in constant time (``auth.bearer_matches``).
 
 What they act on is the answering process: Gunicorn runs several workers (and a platform
 several instances), and a request reaches one of them. ``models/reload`` makes that worker
@@ -13,45 +13,19 @@ cache. No route here reads a request body; one declared larger than MAX_CONTENT_
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from crypto_predictor.api.auth import bearer_matches, presented_bearer, unauthorized
 from crypto_predictor.api.errors import error_response
+from crypto_predictor.api.extensions import cache
 from crypto_predictor.api.runtime import get_service
-from crypto_predictor.extensions import cache
 
 bp = Blueprint("admin", __name__)
 log = logging.getLogger("crypto_predictor.api")
-
-
-def presented_bearer() -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
-
-
-def bearer_matches(presented: str | None, expected: str) -> bool:
-    """Constant-time comparison. Hashing first makes it independent of the tokens' lengths too."""
-    if not presented or not expected:
-        return False
-    digest = lambda value: hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()  # noqa: E731
-    return hmac.compare_digest(digest(presented), digest(expected))
-
-
-def unauthorized(realm: str):
-    """401 in the common error shape; RFC 6750's ``invalid_token`` when a token was sent but is wrong."""
-    presented = presented_bearer()
-    challenge = f'Bearer realm="{realm}"' + (', error="invalid_token"' if presented else "")
-    message = "invalid bearer token" if presented else "this endpoint needs an Authorization: Bearer token"
-    return error_response(401, "unauthorized", message, {"WWW-Authenticate": challenge})
 
 
 @bp.before_request

@@ -11,15 +11,16 @@ import functools
 import html
 import json
 
-from flask import Response, jsonify
+from flask import Blueprint, Response, jsonify
 
 from crypto_predictor.api import schemas
-from crypto_predictor.api.v1 import bp
 from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, supported_ids
 
 _NUM = {"type": "number"}
 _NUM_OR_NULL = {"type": "number", "nullable": True}
 _STR = {"type": "string"}
+
+bp = Blueprint("docs", __name__)
 
 
 def _ref(name: str) -> dict:

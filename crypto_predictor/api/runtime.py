@@ -13,7 +13,7 @@ import threading
 
 from flask import current_app, request
 
-from crypto_predictor.extensions import cache
+from crypto_predictor.api.extensions import cache
 
 log = logging.getLogger("crypto_predictor.api")
 MAX_CLIENT_ID = 128

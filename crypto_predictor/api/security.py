@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from crypto_predictor.api.admin import bearer_matches, presented_bearer, unauthorized
+from crypto_predictor.api.auth import bearer_matches, presented_bearer, unauthorized
 
 METRICS_PATH = "/metrics"
 CORS_RESOURCES = r"/api/*"

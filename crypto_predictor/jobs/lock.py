@@ -16,20 +16,11 @@ import socket
 import time
 import uuid
 
-from sqlalchemy import Column, DateTime, String, Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crypto_predictor.db import metadata
 from crypto_predictor.errors import CryptoPredictorError
-
-job_locks = Table(
-    "job_locks",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("owner", String(200), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-)
+from crypto_predictor.storage.tables import job_locks
 
 
 class JobLocked(CryptoPredictorError):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crypto_predictor.errors import CryptoPredictorError, InvalidInput
-from crypto_predictor.market.frames import to_utc
+from crypto_predictor.market.ingest import IngestReport, ingest_asset, resume_start
+from crypto_predictor.timeutil import to_utc
 from crypto_predictor.symbols import INTERVALS_MS, resolve, supported_ids
 
 DEFAULT_INITIAL_DAYS = 30
@@ -56,8 +57,6 @@ def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:
 def refresh(source, store, assets, interval: str = "1h", now=None, initial_days: int = DEFAULT_INITIAL_DAYS
             ) -> list[AssetRefresh]:
     """Ingest the closed candles each asset is missing; one result per asset, in order."""
-    from crypto_predictor.market.ingest import IngestReport, ingest_asset, resume_start
-
     now = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
     end = last_closed_open(now, interval)
     results = []

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from crypto_predictor import prediction_log as plog
-from crypto_predictor import registry
-from crypto_predictor.market.frames import to_utc
+from crypto_predictor.registry.aliases import get_aliases, set_alias
+from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.serving.live_metrics import live_accuracy
+from crypto_predictor.timeutil import iso, to_utc
+from crypto_predictor.training.pipeline import train_run
 
 # (metric in live_accuracy rows, config attribute holding its minimum)
 CHECKS = (("directional_accuracy", "RETRAIN_MIN_DIRECTION_ACCURACY"), ("coverage_80", "RETRAIN_MIN_COVERAGE80"))
@@ -90,12 +92,12 @@ def decide(engine, models_dir, config, now=None, force: bool = False) -> Decisio
     window = float(config.RETRAIN_WINDOW_DAYS)
     since = until - pd.Timedelta(days=window)
     thresholds = {metric: float(getattr(config, attr)) for metric, attr in CHECKS}
-    production = registry.get_aliases(models_dir).get("production")
-    decision = Decision(production, plog.iso(since), plog.iso(until), window, int(config.RETRAIN_MIN_SAMPLES),
+    production = get_aliases(models_dir).get("production")
+    decision = Decision(production, iso(since), iso(until), window, int(config.RETRAIN_MIN_SAMPLES),
                         thresholds, forced=force)
     if production is None:
         return decision
-    for row in plog.live_accuracy(engine, version=production, since=since, until=until):
+    for row in live_accuracy(engine, version=production, since=since, until=until):
         failing = []
         if row["n"] >= decision.min_samples:
             for metric, threshold in thresholds.items():
@@ -124,7 +126,7 @@ class Plan:
 def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=None, stored_assets=()) -> Plan:
     manifest = {}
     if production is not None:
-        manifest = registry.load_manifest(Path(models_dir) / production)
+        manifest = load_manifest(Path(models_dir) / production)
     data_range = manifest.get("data_range") if isinstance(manifest.get("data_range"), dict) else {}
     return Plan(assets=list(assets or manifest.get("assets") or stored_assets),
                 timeframes=list(timeframes or manifest.get("timeframes") or []),
@@ -135,12 +137,10 @@ def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=
 def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, options, promote: bool = False,
                      n_jobs: int = 2, on_done=None) -> dict:
     """Train ``what`` into a new version recording ``decision``, then alias it; returns what changed."""
-    from crypto_predictor.training import train_run
-
-    record = dict(decision.as_record(), trained_at=plog.iso(pd.Timestamp.now(tz="UTC")), promote=promote)
+    record = dict(decision.as_record(), trained_at=iso(pd.Timestamp.now(tz="UTC")), promote=promote)
     version, results = train_run(database_url, what.assets, what.timeframes, options, models_dir, n_jobs=n_jobs,
                                  on_done=on_done, extra={"retrain": record})
-    switches = [registry.set_alias(models_dir, "challenger", version)]
+    switches = [set_alias(models_dir, "challenger", version)]
     if promote:
-        switches.append(registry.set_alias(models_dir, "production", version))
+        switches.append(set_alias(models_dir, "production", version))
     return {"version": version, "results": results, "switches": switches, "record": record}

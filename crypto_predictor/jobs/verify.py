@@ -9,21 +9,14 @@ realised prediction or over those whose target time falls in a window.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import func, select
 
-from crypto_predictor import prediction_log as plog
-from crypto_predictor.market.frames import to_utc
+from crypto_predictor.serving.live_metrics import live_accuracy, pending
+from crypto_predictor.serving.prediction_log import ensure_table, verify
+from crypto_predictor.timeutil import iso, to_utc
 
 COLUMNS = (("model_version", "VERSION", "{}"), ("asset", "ASSET", "{}"), ("timeframe", "TF", "{}"),
            ("n", "N", "{}"), ("directional_accuracy", "DIR.ACC", "{:.1%}"), ("coverage_80", "COV80", "{:.1%}"),
            ("coverage_95", "COV95", "{:.1%}"), ("mae_pct", "MAE%", "{:.3f}"), ("mase", "MASE", "{:.3f}"))
-
-
-def pending(engine) -> int:
-    """Logged predictions still waiting for their realised price."""
-    t = plog.prediction_log.c
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(t.realised_price.is_(None))).scalar())
 
 
 def window_bounds(days=None, now=None) -> tuple:
@@ -36,12 +29,12 @@ def window_bounds(days=None, now=None) -> tuple:
 
 def run_verify(store, days=None, now=None) -> dict:
     """Fill realised outcomes, then score; returns what was done and the per-group scores."""
-    plog.ensure_table(store.engine)
-    filled = plog.verify(store)
+    ensure_table(store.engine)
+    filled = verify(store)
     since, until = window_bounds(days, now)
-    groups = plog.live_accuracy(store.engine, since=since, until=until)
+    groups = live_accuracy(store.engine, since=since, until=until)
     return {"filled": filled, "pending": pending(store.engine),
-            "window": {"days": days, "since": plog.iso(since), "until": plog.iso(until)},
+            "window": {"days": days, "since": iso(since), "until": iso(until)},
             "groups": groups}
 
 

@@ -7,7 +7,8 @@ import time
 import pandas as pd
 
 from crypto_predictor.errors import MarketDataUnavailable, ProviderBanned
-from crypto_predictor.market.frames import FetchResult, empty_candles, normalise, to_ms
+from crypto_predictor.market.frames import FetchResult, empty_candles, normalise
+from crypto_predictor.timeutil import to_ms
 from crypto_predictor.market.http import build_session, get_json
 from crypto_predictor.symbols import INTERVALS_MS, check_interval, resolve
 

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from crypto_predictor.errors import MarketDataUnavailable
-from crypto_predictor.market.frames import FetchResult, empty_candles, normalise, to_ms, to_utc
+from crypto_predictor.market.frames import FetchResult, empty_candles, normalise
 from crypto_predictor.market.http import build_session, get_json
 from crypto_predictor.symbols import INTERVALS_MS, resolve
+from crypto_predictor.timeutil import to_ms, to_utc
 
 # A sample this long after a boundary still counts as the price at that boundary.
 SNAP_TOLERANCE_MS = 10 * 60_000

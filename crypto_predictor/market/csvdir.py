@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from crypto_predictor.errors import DataNotFound, InvalidInput
-from crypto_predictor.market.frames import FetchResult, normalise, to_utc
+from crypto_predictor.market.frames import FetchResult, normalise
 from crypto_predictor.symbols import ASSETS, check_interval, resolve
+from crypto_predictor.timeutil import to_utc
 
 REQUIRED = ["open_time", "open", "high", "low", "close", "volume"]
 

@@ -39,18 +39,3 @@ class FetchResult:
     candles: pd.DataFrame
     source: str
     notes: list[str] = field(default_factory=list)
-
-
-def to_utc(value) -> pd.Timestamp:
-    """A timestamp (str, datetime, Timestamp, epoch ms int) as tz-aware UTC."""
-    ts = pd.Timestamp(value, unit="ms") if isinstance(value, (int, float)) else pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def to_ms(value) -> int:
-    return int(to_utc(value).as_unit("ns").value // 1_000_000)
-
-
-def epoch_ms(times: pd.Series) -> pd.Series:
-    """Epoch milliseconds of a UTC datetime series, whatever its unit."""
-    return times.dt.as_unit("ns").astype("int64") // 1_000_000

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (Boolean, Column, DateTime, Float, PrimaryKeyConstraint, String, and_,
-                        bindparam, func, select, update)
-from sqlalchemy import Table
+from sqlalchemy import and_, bindparam, func, select, update
 
-from crypto_predictor.db import init_db, make_engine, metadata
-from crypto_predictor.market.frames import to_utc
+from crypto_predictor.storage.engine import make_engine
+from crypto_predictor.storage.tables import candles, init_db
+from crypto_predictor.timeutil import to_utc
 
 VALUE_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades"]
 
-candles = Table(
-    "candles",
-    metadata,
-    Column("asset", String(32), nullable=False),
-    Column("interval", String(8), nullable=False),
-    Column("open_time", DateTime(timezone=True), nullable=False),
-    Column("open", Float(53), nullable=False),
-    Column("high", Float(53), nullable=False),
-    Column("low", Float(53), nullable=False),
-    Column("close", Float(53), nullable=False),
-    Column("volume", Float(53)),
-    Column("quote_volume", Float(53)),
-    Column("trades", Float(53)),
-    Column("source", String(16), nullable=False),
-    Column("outlier", Boolean, nullable=False, default=False),
-    PrimaryKeyConstraint("asset", "interval", "open_time", name="pk_candles"),
-)
 
 
 def _dialect_insert(engine):

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.market.frames import CANDLE_COLUMNS, epoch_ms
+from crypto_predictor.market.frames import CANDLE_COLUMNS
 from crypto_predictor.symbols import INTERVALS_MS
+from crypto_predictor.timeutil import epoch_ms
 
 # A wick reaching 50% beyond the body, or a 40% move within or between candles, is flagged.
 WICK_RATIO_LIMIT = 1.5

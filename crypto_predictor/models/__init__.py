@@ -6,30 +6,19 @@ LSTM does) nor xgboost (only fitting or loading a tree model does).
 
 from __future__ import annotations
 
-from crypto_predictor.errors import UnknownModelKind
 from crypto_predictor.models.base import BaseModel, read_meta
 from crypto_predictor.models.ensemble import EnsembleModel, inverse_mse_weights
+from crypto_predictor.models.kinds import SINGLE_KINDS, lookup
 from crypto_predictor.models.linear import LinearModel
 from crypto_predictor.models.lstm import LSTMModel
 from crypto_predictor.models.random_forest import RandomForestModel
 from crypto_predictor.models.xgboost_model import XGBoostModel
 
-KINDS: dict[str, type[BaseModel]] = {
-    "linear": LinearModel,
-    "random_forest": RandomForestModel,
-    "xgboost": XGBoostModel,
-    "lstm": LSTMModel,
-    "ensemble": EnsembleModel,
-}
+KINDS: dict[str, type[BaseModel]] = {**SINGLE_KINDS, "ensemble": EnsembleModel}
 
 
 def get_model_class(name) -> type[BaseModel]:
-    try:
-        return KINDS[name]
-    except (KeyError, TypeError):
-        raise UnknownModelKind(
-            f"unknown model kind {name!r}; valid kinds: {', '.join(KINDS)}", valid=list(KINDS)
-        ) from None
+    return lookup(KINDS, name)
 
 
 def load_model(directory) -> BaseModel:

@@ -30,6 +30,7 @@ from sklearn.base import clone
 
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput
 from crypto_predictor.models.base import BaseModel, chronological_split
+from crypto_predictor.models.kinds import SINGLE_KINDS, lookup
 
 DEFAULT_MEMBERS = ("linear", "random_forest", "xgboost", "lstm")
 
@@ -49,9 +50,7 @@ def inverse_mse_weights(y_true, predictions) -> np.ndarray:
 
 
 def _kind_class(name):
-    from crypto_predictor.models import get_model_class  # late: the registry imports this module
-
-    return get_model_class(name)
+    return lookup(SINGLE_KINDS, name)
 
 
 class EnsembleModel(BaseModel):

@@ -15,9 +15,9 @@ import pytest
 
 from crypto_predictor.api import create_app
 from crypto_predictor.config import TestConfig
-from crypto_predictor.registry import set_alias
-from crypto_predictor.service import PredictionService
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.serving.service import PredictionService
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.slices import fill_store
 
 ASSETS = ("bitcoin", "ethereum")

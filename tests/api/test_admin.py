@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from crypto_predictor.api.admin import bearer_matches
-from crypto_predictor.registry import set_alias
+from crypto_predictor.registry.aliases import set_alias
 from tests.api.helpers import assert_error
 
 TOKEN = "adm-" + "x7Q9" * 8

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import talib
 
-from crypto_predictor.analysis import (SIGNAL_THRESHOLD, WARMUP_BARS, analyse, history_hours, indicators,
-                                       resample, summary, technical_signal)
+from crypto_predictor.serving.analysis import (SIGNAL_THRESHOLD, WARMUP_BARS, analyse, history_hours, indicators,
+                                               resample, summary, technical_signal)
 from crypto_predictor.errors import InvalidInput
 from tests.support.slices import DATA_END
 

@@ -7,7 +7,7 @@ import pytest
 from crypto_predictor.api import create_app, runtime
 from crypto_predictor.config import Config, TestConfig
 from crypto_predictor.errors import BundleIntegrityError
-from crypto_predictor.service import PredictionService
+from crypto_predictor.serving.service import PredictionService
 
 
 class CountingService(PredictionService):
@@ -53,7 +53,7 @@ def test_serving_settings_from_the_environment():
 
 
 def test_cache_backend_failure_degrades_to_uncached(make_app, monkeypatch):
-    from crypto_predictor.extensions import cache
+    from crypto_predictor.api.extensions import cache
 
     def down(*args, **kwargs):
         raise ConnectionError("redis is down")

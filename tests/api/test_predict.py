@@ -9,7 +9,7 @@ from flask import jsonify
 
 from crypto_predictor.config import TestConfig
 from crypto_predictor.errors import MarketDataUnavailable
-from crypto_predictor.service import PredictionService
+from crypto_predictor.serving.service import PredictionService
 from crypto_predictor.symbols import supported_ids
 from tests.api.conftest import FRESH_NOW
 from tests.api.helpers import assert_error

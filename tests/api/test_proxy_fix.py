@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crypto_predictor.config import Config
-from crypto_predictor.service import ab_bucket
+from crypto_predictor.serving.service import ab_bucket
 from tests.api.helpers import assert_error
 
 PROXY = "10.0.0.9"  # the load balancer's address, the peer of every request

@@ -6,7 +6,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from crypto_predictor.cli import cli
+from crypto_predictor.cli.main import cli
 from crypto_predictor.market.store import CandleStore
 from tests.support.slices import write_slice
 

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from crypto_predictor.calibration import RollingConformal
-from crypto_predictor.evaluation import backtest
+from crypto_predictor.training.walk_forward import backtest
 
 START, END = pd.Timestamp("2021-04-01", tz="UTC"), pd.Timestamp("2021-10-01", tz="UTC")
 TOL80, TOL95 = 0.04, 0.03

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crypto_predictor import registry
-from crypto_predictor.deploy import headline_metrics
+from crypto_predictor.registry.aliases import alias_history, get_aliases
+from crypto_predictor.registry.bundle import BundleWriter
+from crypto_predictor.cli.deploy import headline_metrics
 from tests.support.cli import assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ OVERALL = {"bitcoin": {"24h": {"xgboost": {"mase": 0.9712, "directional_accuracy
 
 
 def make_bundle(models_dir, overall=None) -> str:
-    writer = registry.BundleWriter(models_dir)
+    writer = BundleWriter(models_dir)
     writer.write_bytes("bitcoin/24h/xgboost/model.json", b'{"trees": []}')
     writer.write_bytes("features.json", b'["rsi_14"]')
     writer.finalize(assets=["bitcoin"], timeframes=["1h", "24h"], kinds=["xgboost"],
@@ -55,7 +56,7 @@ def test_deploy_rollback_and_list(store):
     result = cli("--version", "v2", "--models-dir", store)
     assert result.exit_code == 0 and result.output.strip() == "production: v1 -> v2"
     assert cli("--version", "v1", "--alias", "challenger", "--models-dir", store).exit_code == 0
-    assert registry.get_aliases(store) == {"production": "v2", "challenger": "v1"}
+    assert get_aliases(store) == {"production": "v2", "challenger": "v1"}
 
     listing = cli("--list", "--models-dir", store)
     assert listing.exit_code == 0
@@ -70,8 +71,8 @@ def test_deploy_rollback_and_list(store):
 
     result = cli("--rollback", "--models-dir", store)
     assert result.exit_code == 0 and result.output.strip() == "production: v2 -> v1 (rolled back)"
-    assert registry.get_aliases(store)["production"] == "v1"
-    actions = [h["action"] for h in registry.alias_history(store, "production")]
+    assert get_aliases(store)["production"] == "v1"
+    actions = [h["action"] for h in alias_history(store, "production")]
     assert actions == ["set", "set", "rollback"]
 
 

@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from crypto_predictor import registry
-from crypto_predictor.backtest_bundle import RESULT_FIELDS, evaluate_pair
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.registry.versions import version_number
+from crypto_predictor.training.retest import RESULT_FIELDS, evaluate_pair
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.train_cli import train_command
+from crypto_predictor.cli.train import train_command
 from tests.conftest import DATA_DIR
 from tests.support.slices import write_slice
 from tests.support.cli import assert_one_line_error
@@ -51,7 +53,7 @@ def trained(tmp_path_factory, data_dir):
     ], env={"DATABASE_URL": url})
     assert result.exit_code == 0, result.output + repr(result.exception)
     version = result.stdout.strip().splitlines()[-1]
-    assert registry.version_number(version), result.output
+    assert version_number(version), result.output
     return models, url, version, last
 
 
@@ -120,7 +122,7 @@ def test_overlap_warning_when_window_is_in_training_range(trained):
 def test_intervals_are_causal(trained):
     """Later candles must not change anything already scored: the same rows, two different ends."""
     models, url, version, _ = trained
-    bundle = registry.open_bundle(models, version)
+    bundle = open_bundle(models, version)
     store = CandleStore(url)
     short = evaluate_pair(bundle, store, "bitcoin", "1h", START, "2021-09-20")
     long = evaluate_pair(bundle, store, "bitcoin", "1h", START, None)
@@ -152,7 +154,7 @@ def test_plots_and_model_path(trained, tmp_path):
 
 def test_version_alias_and_default_models_dir(trained):
     models, url, version, _ = trained
-    registry.set_alias(models, "challenger", version)
+    set_alias(models, "challenger", version)
     result = CliRunner().invoke(evaluate_command, ["--version", "challenger", "--start", START],
                                 env={"DATABASE_URL": url, "MODELS_DIR": str(models)})
     assert result.exit_code == 0, result.output

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from crypto_predictor.registry import set_alias
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.gunicorn import REPO, GunicornServer, stop_process, worker_of
 from tests.support.slices import fill_store
 

@@ -1,5 +1,4 @@
 import pandas as pd
-import pytest
 
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from crypto_predictor.cli import cli
+from crypto_predictor.cli.main import cli
 from crypto_predictor.jobs.lock import JobLock
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import FAKE_NOW_MS

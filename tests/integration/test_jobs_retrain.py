@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from crypto_predictor import registry
-from crypto_predictor.cli import cli
-from crypto_predictor.db import make_engine
+from crypto_predictor.registry.aliases import ALIAS_FILE, get_aliases, set_alias
+from crypto_predictor.registry.bundle import verify_bundle
+from crypto_predictor.registry.versions import available_versions
+from crypto_predictor.cli.main import cli
+from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.jobs.lock import JobLock
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.cli import assert_one_line_error
 from tests.support.plog_rows import insert_rows, make_row, realised_close
 from tests.support.slices import fill_store
@@ -36,7 +38,7 @@ def trained(tmp_path_factory, data_dir):
     models = root / "models"
     version, _ = train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=("linear",), quick=True, days=30,
                                                                   end="2021-09-20T00:00Z"), models, n_jobs=1)
-    registry.set_alias(models, "production", version)
+    set_alias(models, "production", version)
     store.engine.dispose()
     return root / "store.db", models
 
@@ -90,9 +92,9 @@ def test_a_bad_live_record_trains_a_challenger_and_records_why(setup, btc_candle
     assert f"trigger: v1 bitcoin 1h: coverage_80 {coverage:.3f} < 0.700 (n=40, window 14 days)" in out
     assert "challenger: (unset) -> v2" in out
     assert out.strip().splitlines()[-1] == "v2"
-    assert registry.get_aliases(models) == {"production": "v1", "challenger": "v2"}  # never production
+    assert get_aliases(models) == {"production": "v1", "challenger": "v2"}  # never production
 
-    manifest = registry.verify_bundle(models / "v2")  # the reason is sealed with the bundle's hashes
+    manifest = verify_bundle(models / "v2")  # the reason is sealed with the bundle's hashes
     assert (manifest["assets"], manifest["timeframes"], manifest["kinds"]) == (["bitcoin"], ["1h"], ["linear"])
     assert manifest["data_range"]["end_limit"] == pd.Timestamp(AS_OF).isoformat()
     record = manifest["extra"]["retrain"]
@@ -121,8 +123,8 @@ def test_a_good_live_record_does_not_trigger(setup, btc_candles, eth_candles):
     assert "n=40" in btc and "dir.acc 1.000" in btc and "cov80 1.000" in btc and btc.endswith("ok")
     (eth,) = [line for line in lines if line.split()[:2] == ["ethereum", "1h"]]
     assert "n=5" in eth and eth.endswith("too few samples (< 20)")
-    assert registry.available_versions(models) == ["v1"]
-    assert registry.get_aliases(models) == {"production": "v1"}
+    assert available_versions(models) == ["v1"]
+    assert get_aliases(models) == {"production": "v1"}
 
 
 def test_dry_run_shows_the_decision_and_trains_nothing(setup, btc_candles):
@@ -134,7 +136,7 @@ def test_dry_run_shows_the_decision_and_trains_nothing(setup, btc_candles):
     assert result.output.splitlines()[-1] == ("dry run: would train bitcoin x 1h x linear (quick), days=30 and "
                                               "deploy it as challenger; nothing trained")
     assert sorted(p.name for p in models.iterdir() if p.name.startswith("v")) == ["v1"]
-    assert registry.get_aliases(models) == {"production": "v1"}
+    assert get_aliases(models) == {"production": "v1"}
 
 
 def test_force_promote_retrains_regardless_and_moves_production(setup, btc_candles):
@@ -144,14 +146,14 @@ def test_force_promote_retrains_regardless_and_moves_production(setup, btc_candl
     assert result.exit_code == 0, result.output
     assert "forced: retraining regardless of live accuracy" in result.output
     assert "production: v1 -> v2" in result.output
-    assert registry.get_aliases(models) == {"production": "v2", "challenger": "v2"}
-    record = registry.verify_bundle(models / "v2")["extra"]["retrain"]
+    assert get_aliases(models) == {"production": "v2", "challenger": "v2"}
+    record = verify_bundle(models / "v2")["extra"]["retrain"]
     assert record["forced"] is True and record["promote"] is True and record["triggers"] == []
 
 
 def test_without_a_production_version_nothing_is_checked(setup):
     env, models, _ = setup
-    (models / registry.ALIAS_FILE).unlink()
+    (models / ALIAS_FILE).unlink()
     result = retrain(env)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["no production version is deployed: nothing to check",
@@ -164,4 +166,4 @@ def test_a_second_retrain_while_one_runs_refuses_with_one_line(setup, btc_candle
     with JobLock(engine, "retrain", 600, owner="trainer:9:beef"):
         result = retrain(env, "--quick", "--dry-run")
     assert_one_line_error(result, "job 'retrain' is already running", "trainer:9:beef")
-    assert registry.available_versions(models) == ["v1"]
+    assert available_versions(models) == ["v1"]

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from crypto_predictor import prediction_log as plog
-from crypto_predictor.cli import cli
-from crypto_predictor.db import make_engine
+from crypto_predictor.storage.tables import prediction_log
+from crypto_predictor.timeutil import utc
+from crypto_predictor.cli.main import cli
+from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.jobs.lock import JobLock
 from tests.support.cli import assert_one_line_error
 from tests.support.plog_rows import insert_rows, make_row, realised_close
@@ -90,11 +91,11 @@ def test_verify_fills_outcomes_and_scores_each_version_asset_and_timeframe(logge
 
     engine = _engine(url)
     with engine.connect() as conn:
-        stored = conn.execute(select(plog.prediction_log.c.target_time, plog.prediction_log.c.asset,
-                                     plog.prediction_log.c.realised_price)
-                              .where(plog.prediction_log.c.realised_price.is_not(None))).all()
+        stored = conn.execute(select(prediction_log.c.target_time, prediction_log.c.asset,
+                                     prediction_log.c.realised_price)
+                              .where(prediction_log.c.realised_price.is_not(None))).all()
     for target, asset, price in stored:
-        assert price == realised_close(candles[asset], plog.utc(target))
+        assert price == realised_close(candles[asset], utc(target))
 
     again = CliRunner().invoke(cli, ["verify", "--json"], env=env)
     assert again.exit_code == 0, again.output
@@ -136,6 +137,6 @@ def test_a_second_verify_while_one_runs_refuses_with_one_line(logged):
         result = CliRunner().invoke(cli, ["verify"], env={"DATABASE_URL": url})
     assert_one_line_error(result, "job 'verify' is already running", "cron-host:4242:abcd")
     with engine.connect() as conn:  # refused before touching the log
-        assert conn.execute(select(plog.prediction_log.c.id)
-                            .where(plog.prediction_log.c.realised_price.is_not(None))).first() is None
+        assert conn.execute(select(prediction_log.c.id)
+                            .where(prediction_log.c.realised_price.is_not(None))).first() is None
     assert CliRunner().invoke(cli, ["verify"], env={"DATABASE_URL": url}).exit_code == 0  # free again

@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from crypto_predictor import prediction_log as plog
+from crypto_predictor.serving.live_metrics import count, history, live_accuracy
+from crypto_predictor.serving.prediction_log import PredictionLogWriter, verify
+from crypto_predictor.storage.tables import prediction_log
+from crypto_predictor.timeutil import iso, utc
 from crypto_predictor.market.store import CandleStore
 from tests.support.slices import fill_store
 
@@ -61,7 +64,7 @@ def stores(postgres_url, tmp_path, data_dir):
         out[name] = store
     rows = make_rows(out["sqlite"])
     for store in out.values():
-        writer = plog.PredictionLogWriter(store.engine, batch_size=50)
+        writer = PredictionLogWriter(store.engine, batch_size=50)
         assert all(writer.record(row) for row in rows)
         assert writer.flush()
         assert writer.stats()["written"] == len(rows) and writer.stats()["failed"] == 0
@@ -70,7 +73,7 @@ def stores(postgres_url, tmp_path, data_dir):
 
 
 def logged(store) -> list[dict]:
-    t = plog.prediction_log
+    t = prediction_log
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(t).order_by(t.c.id)).mappings()]
 
@@ -89,36 +92,36 @@ def same(a, b):
 def test_writer_verify_and_reads_match_sqlite(stores, data_dir):
     pg, lite = stores["postgresql"], stores["sqlite"]
     rows_pg, rows_lite = logged(pg), logged(lite)
-    assert len(rows_pg) == len(rows_lite) == plog.count(pg.engine) > 100
+    assert len(rows_pg) == len(rows_lite) == count(pg.engine) > 100
     for a, b in zip(rows_pg, rows_lite):
-        assert plog.utc(a["target_time"]) == plog.utc(b["target_time"])  # aware on PG, naive UTC on SQLite
+        assert utc(a["target_time"]) == utc(b["target_time"])  # aware on PG, naive UTC on SQLite
         assert (a["asset"], a["predicted_price"], a["lower95"]) == (b["asset"], b["predicted_price"], b["lower95"])
 
     # Only 1h predictions made at CUT - 1h or earlier have their target candle already.
-    first = {name: plog.verify(store) for name, store in stores.items()}
+    first = {name: verify(store) for name, store in stores.items()}
     assert first["postgresql"] == first["sqlite"] > 0
     for store in stores.values():
         fill_store(store, data_dir, ASSETS, start=CUT, end="2021-09-30T23:00Z")
-    second = {name: plog.verify(store) for name, store in stores.items()}
+    second = {name: verify(store) for name, store in stores.items()}
     assert second["postgresql"] == second["sqlite"] == len(rows_pg) - first["sqlite"]
-    assert plog.verify(pg) == 0
+    assert verify(pg) == 0
 
     closes = pg.load("bitcoin", "1h", CUT - pd.Timedelta(hours=12))["close"]
     for row in logged(pg):
         assert row["realised_price"] is not None
         if row["asset"] == "bitcoin":  # the close of the candle that closes at the target time
-            assert row["realised_price"] == closes[plog.utc(row["target_time"]) - pd.Timedelta(hours=1)]
-            assert plog.utc(row["realised_at"]) == plog.utc(row["target_time"])
-    assert same([plog.iso(r["realised_at"]) for r in logged(pg)], [plog.iso(r["realised_at"]) for r in logged(lite)])
+            assert row["realised_price"] == closes[utc(row["target_time"]) - pd.Timedelta(hours=1)]
+            assert utc(row["realised_at"]) == utc(row["target_time"])
+    assert same([iso(r["realised_at"]) for r in logged(pg)], [iso(r["realised_at"]) for r in logged(lite)])
 
     for query in ({}, {"by": ()}, {"by": ("asset",)}, {"version": "v2", "timeframe": "24h"},
                   {"asset": "ethereum", "by": ("model_version", "timeframe")}):
-        on_pg, on_lite = plog.live_accuracy(pg.engine, **query), plog.live_accuracy(lite.engine, **query)
+        on_pg, on_lite = live_accuracy(pg.engine, **query), live_accuracy(lite.engine, **query)
         assert on_pg and same(on_pg, on_lite), (query, on_pg, on_lite)
         json.dumps(on_pg)  # plain numbers, no Decimal
     for asset in ASSETS:
         for kwargs in ({}, {"limit": 7}, {"timeframe": "1h", "limit": 100}):
-            on_pg, on_lite = plog.history(pg.engine, asset, **kwargs), plog.history(lite.engine, asset, **kwargs)
+            on_pg, on_lite = history(pg.engine, asset, **kwargs), history(lite.engine, asset, **kwargs)
             assert on_pg and same(on_pg, on_lite), (asset, kwargs)
             json.dumps(on_pg)
 
@@ -126,17 +129,17 @@ def test_writer_verify_and_reads_match_sqlite(stores, data_dir):
 def test_live_accuracy_counts_each_prediction_once(stores, data_dir):
     pg = stores["postgresql"]
     fill_store(pg, data_dir, ASSETS, start=CUT, end="2021-09-30T23:00Z")
-    plog.verify(pg)
+    verify(pg)
     frame = pd.DataFrame(logged(pg))
     firsts = frame.sort_values("id").drop_duplicates(["model_version", "asset", "timeframe", "data_as_of"])
     real, pred = firsts["realised_price"] - firsts["current_price"], firsts["predicted_price"] - firsts["current_price"]
     firsts = firsts.assign(hit=np.where(real * pred > 0, 1.0, 0.0))
-    for row in plog.live_accuracy(pg.engine):
+    for row in live_accuracy(pg.engine):
         group = firsts[(firsts["model_version"] == row["model_version"]) & (firsts["asset"] == row["asset"])
                        & (firsts["timeframe"] == row["timeframe"])]
         assert row["n"] == len(group) == 12
         assert row["directional_accuracy"] == pytest.approx(group["hit"].mean(), abs=1e-6)
-        assert row["first_target"] == plog.iso(group["target_time"].min())
-    history = plog.history(pg.engine, "bitcoin", limit=1000)
-    assert len(history) == len(firsts[firsts["asset"] == "bitcoin"]) == 48
-    assert [h["prediction_time"] for h in history] == sorted((h["prediction_time"] for h in history), reverse=True)
+        assert row["first_target"] == iso(group["target_time"].min())
+    rows = history(pg.engine, "bitcoin", limit=1000)
+    assert len(rows) == len(firsts[firsts["asset"] == "bitcoin"]) == 48
+    assert [h["prediction_time"] for h in rows] == sorted((h["prediction_time"] for h in rows), reverse=True)

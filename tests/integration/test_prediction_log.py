@@ -15,14 +15,17 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select
 
-from crypto_predictor import prediction_log as plog
+from crypto_predictor.serving.live_metrics import count, live_accuracy
+from crypto_predictor.serving.prediction_log import PredictionLogWriter, verify
+from crypto_predictor.storage.tables import prediction_log
+from crypto_predictor.timeutil import iso
 from crypto_predictor.config import TestConfig
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import DATA_DIR
 from tests.support.slices import fill_store
-from crypto_predictor.registry import set_alias
-from crypto_predictor.service import PredictionService
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.serving.service import PredictionService
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 
 DATA = DATA_DIR
 ASSETS = ("bitcoin", "ethereum")
@@ -62,7 +65,7 @@ def make_service(bundle, store, **overrides):
 
 def rows(engine):
     with engine.connect() as conn:
-        return conn.execute(select(plog.prediction_log).order_by(plog.prediction_log.c.id)).mappings().all()
+        return conn.execute(select(prediction_log).order_by(prediction_log.c.id)).mappings().all()
 
 
 def test_predictions_are_logged_verified_and_scored(bundle, store):
@@ -80,21 +83,21 @@ def test_predictions_are_logged_verified_and_scored(bundle, store):
     assert first["predicted_price"] == pytest.approx(hourly["predicted_price"])
     assert [first["lower80"], first["upper80"]] == pytest.approx(hourly["interval"]["80"])
     assert [first["lower95"], first["upper95"]] == pytest.approx(hourly["interval"]["95"])
-    assert plog.iso(first["target_time"]) == hourly["target_time"] == "2021-09-30T01:00:00Z"
+    assert iso(first["target_time"]) == hourly["target_time"] == "2021-09-30T01:00:00Z"
     assert first["realised_price"] is None
 
     # Nothing to verify until the candles reach the targets; then the realising closes fill in.
-    assert plog.verify(store) == 0
+    assert verify(store) == 0
     ingest(store, "2021-09-30T00:00Z")
-    assert plog.verify(store) == 3
-    assert plog.verify(store) == 0  # idempotent
+    assert verify(store) == 3
+    assert verify(store) == 0  # idempotent
     candles = store.load("bitcoin", "1h", "2021-09-30T00:00Z")
     logged = rows(store.engine)
     assert logged[0]["realised_price"] == candles.loc["2021-09-30T00:00Z", "close"]
     assert logged[1]["realised_price"] == candles.loc["2021-09-30T23:00Z", "close"]
-    assert plog.iso(logged[1]["realised_at"]) == daily["target_time"] == "2021-10-01T00:00:00Z"
+    assert iso(logged[1]["realised_at"]) == daily["target_time"] == "2021-10-01T00:00:00Z"
 
-    accuracy = {r["timeframe"]: r for r in plog.live_accuracy(store.engine, version=daily["model_version"])}
+    accuracy = {r["timeframe"]: r for r in live_accuracy(store.engine, version=daily["model_version"])}
     assert set(accuracy) == {"1h", "24h"} and accuracy["24h"]["n"] == 1 and accuracy["1h"]["n"] == 1
     realised = logged[1]["realised_price"]
     up = (daily["predicted_price"] > daily["current_price"]) == (realised > daily["current_price"])
@@ -103,7 +106,7 @@ def test_predictions_are_logged_verified_and_scored(bundle, store):
         abs(realised - daily["predicted_price"]) / daily["current_price"] * 100, rel=1e-5)
     low, high = daily["interval"]["80"]
     assert accuracy["24h"]["coverage_80"] == (1.0 if low <= realised <= high else 0.0)
-    overall = plog.live_accuracy(store.engine, by=())
+    overall = live_accuracy(store.engine, by=())
     assert overall[0]["n"] == 2
 
     history = svc.history("bitcoin")
@@ -122,20 +125,20 @@ def test_rows_without_their_target_candle_use_the_last_close_before_it(bundle, s
     svc.log.flush()
     # An outage: the target's candle never arrives, but later ones do.
     ingest(store, "2021-09-30T01:00Z", "2021-09-30T05:00Z")
-    assert plog.verify(store) == 1
+    assert verify(store) == 1
     realised = rows(store.engine)[0]
     assert realised["realised_price"] == store.load("ethereum", "1h", CUT)["close"].iloc[0]
-    assert plog.iso(realised["realised_at"]) == "2021-09-30T00:00:00Z"
+    assert iso(realised["realised_at"]) == "2021-09-30T00:00:00Z"
 
 
 def test_logging_can_be_switched_off(bundle, store):
     svc = make_service(bundle, store, PREDICTION_LOG=False)
     svc.predict("BTC", "24h")
-    assert svc.log is None and svc.history("BTC") == [] and plog.count(store.engine) == 0
+    assert svc.log is None and svc.history("BTC") == [] and count(store.engine) == 0
 
 
 def test_a_full_queue_drops_rows_and_counts_them(store):
-    writer = plog.PredictionLogWriter(store.engine, maxsize=1)
+    writer = PredictionLogWriter(store.engine, maxsize=1)
     release, entered = threading.Event(), threading.Event()
     real_write = writer._write
 
@@ -155,13 +158,13 @@ def test_a_full_queue_drops_rows_and_counts_them(store):
     assert writer.stats()["dropped"] == 1
     release.set()
     assert writer.flush()
-    assert writer.stats()["written"] == 2 and plog.count(store.engine) == 2
+    assert writer.stats()["written"] == 2 and count(store.engine) == 2
     writer.close()
 
 
 def test_a_broken_database_never_reaches_the_caller(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")  # the directory does not exist
-    writer = plog.PredictionLogWriter(engine)
+    writer = PredictionLogWriter(engine)
     assert writer.record({"asset": "bitcoin"}) is True
     assert writer.flush()
     assert writer.stats()["failed"] == 1 and writer.stats()["written"] == 0
@@ -175,7 +178,7 @@ def test_rows_arriving_together_share_one_transaction(store):
     event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, params, context, many:
                  inserts.append(len(params) if many else 1) if statement.startswith("INSERT INTO prediction_log")
                  else None)
-    writer = plog.PredictionLogWriter(store.engine, linger=2.0)
+    writer = PredictionLogWriter(store.engine, linger=2.0)
     row = {"asset": "bitcoin", "timeframe": "1h", "model_version": "v1", "kind": "linear",
            "client_ab_group": "production", "prediction_time": "2021-09-30T00:00:30Z",
            "data_as_of": NOW, "target_time": NOW + pd.Timedelta(hours=1), "current_price": 1.0, "predicted_price": 1.0}
@@ -185,9 +188,9 @@ def test_rows_arriving_together_share_one_transaction(store):
     started = time.monotonic()
     assert writer.flush(timeout=1.5)
     assert time.monotonic() - started < 1.0  # a flush ends the linger rather than waiting it out
-    assert writer.stats()["written"] == 10 and plog.count(store.engine) == 10
+    assert writer.stats()["written"] == 10 and count(store.engine) == 10
     assert inserts == [10]
     stored = rows(store.engine)[0]
-    assert plog.iso(stored["prediction_time"]) == "2021-09-30T00:00:30Z"
-    assert plog.iso(stored["target_time"]) == "2021-09-30T01:00:30Z"
+    assert iso(stored["prediction_time"]) == "2021-09-30T00:00:30Z"
+    assert iso(stored["target_time"]) == "2021-09-30T01:00:30Z"
     writer.close()

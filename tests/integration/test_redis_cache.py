@@ -20,9 +20,9 @@ import redis
 import requests
 from sqlalchemy import create_engine
 
-from crypto_predictor import prediction_log as plog
-from crypto_predictor.registry import set_alias
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.serving.live_metrics import count
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.gunicorn import GunicornServer, worker_of
 from tests.support.slices import fill_store
 
@@ -128,9 +128,9 @@ def test_a_prediction_cached_by_one_worker_is_a_hit_in_the_other(served):
     # Only the first request computed (and logged) a prediction; the hits in both workers did not.
     engine = create_engine(url)
     try:
-        assert wait_for(lambda: plog.count(engine) >= 1)
+        assert wait_for(lambda: count(engine) >= 1)
         time.sleep(0.5)  # room for a wrongly logged second row to land
-        assert plog.count(engine) == 1
+        assert count(engine) == 1
     finally:
         engine.dispose()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crypto_predictor.cli import cli
+from crypto_predictor.cli.main import cli
 from crypto_predictor.config import Config, TestConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,6 +189,6 @@ def test_state_lives_where_every_service_can_reach_it(blueprint):
 def test_render_database_urls_get_the_installed_driver():
     # Render's connectionString is postgresql://... with no driver named; SQLAlchemy must pick psycopg 3,
     # the only PostgreSQL driver in requirements.txt (creating the engine does not connect).
-    from crypto_predictor.db import make_engine
+    from crypto_predictor.storage.engine import make_engine
 
     assert make_engine("postgresql://user:pw@dpg-example-a:5432/crypto_predictor").dialect.driver == "psycopg"

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from crypto_predictor.datasets import build_dataset
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.models import load_model
-from crypto_predictor.registry import open_bundle, verify_bundle
-from crypto_predictor.train_cli import train_command
+from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.registry.bundle import verify_bundle
+from crypto_predictor.cli.train import train_command
 from tests.support.slices import write_slice
 
 

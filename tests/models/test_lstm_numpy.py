@@ -20,8 +20,8 @@ from crypto_predictor.datasets import build_dataset
 from crypto_predictor.errors import BundleIntegrityError
 from crypto_predictor.models.lstm import CELL_FILE, LSTMModel
 from crypto_predictor.models.lstm_numpy import NumpyLSTM
-from crypto_predictor.registry import set_alias
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.slices import fill_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,12 +148,12 @@ def test_serving_an_lstm_bundle_never_imports_tensorflow(store_url, tmp_path):
     code = textwrap.dedent(f"""
         import json, sys
         import pandas as pd
-        from crypto_predictor.model_cache import load_bundle
+        from crypto_predictor.serving.pairs import load_bundle
         bundle = load_bundle({str(models)!r}, {version!r})
         kinds = sorted(pair.kind for pair in bundle.pairs.values())
         from crypto_predictor.api import create_app
         from crypto_predictor.config import TestConfig
-        from crypto_predictor.service import PredictionService
+        from crypto_predictor.serving.service import PredictionService
         config = TestConfig(DATABASE_URL={store_url!r}, MODELS_DIR={str(models)!r})
         now = pd.Timestamp("2021-10-01T00:05:00Z").timestamp()
         app = create_app(config, service=PredictionService(config, clock=lambda: now))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import insert
 
-from crypto_predictor import prediction_log as plog
+from crypto_predictor.serving.prediction_log import ensure_table
+from crypto_predictor.storage.tables import prediction_log
+from crypto_predictor.timeutil import utc
 
 HOUR = pd.Timedelta(hours=1)
 HORIZON = {"1h": pd.Timedelta(hours=1), "24h": pd.Timedelta(hours=24)}
@@ -40,13 +42,13 @@ def make_row(candles, asset, timeframe, version, data_as_of, predicted_move, ban
 
 
 def insert_rows(engine, rows: list[dict]) -> None:
-    plog.ensure_table(engine)
+    ensure_table(engine)
     clean = []
     for row in rows:
         row = dict(row)
         for key in ("prediction_time", "data_as_of", "target_time", "realised_at"):
             if row.get(key) is not None:
-                row[key] = plog.utc(row[key])
+                row[key] = utc(row[key])
         clean.append(row)
     with engine.begin() as conn:
-        conn.execute(insert(plog.prediction_log), clean)
+        conn.execute(insert(prediction_log), clean)

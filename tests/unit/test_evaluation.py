@@ -12,8 +12,8 @@ from sklearn.linear_model import Ridge
 from crypto_predictor.calibration import (DirectionCalibrator, RollingConformal, causal_volatility,
                                           conformal_offsets, rolling_intervals)
 from crypto_predictor.errors import InvalidInput, NotFittedError
-from crypto_predictor.evaluation import (backtest, evaluate_predictions, metrics, naive_forecast,
-                                         walk_forward_splits)
+from crypto_predictor.training.walk_forward import backtest, walk_forward_splits
+from crypto_predictor.training.metrics import evaluate_predictions, metrics, naive_forecast
 
 # ---------------------------------------------------------------- splits
 

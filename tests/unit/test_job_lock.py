@@ -7,7 +7,8 @@ import multiprocessing as mp
 import pytest
 from sqlalchemy import select
 
-from crypto_predictor.db import init_db, make_engine
+from crypto_predictor.storage.tables import init_db
+from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.jobs.lock import JobLock, JobLocked, job_locks
 
 TTL = 60.0
@@ -92,7 +93,7 @@ def _race(url, name, barrier, results, hold_seconds):
     """One contender in its own process: wait for the others, try once, hold if won."""
     import time
 
-    from crypto_predictor.db import make_engine as _make
+    from crypto_predictor.storage.engine import make_engine as _make
     from crypto_predictor.jobs.lock import JobLock as _Lock
 
     engine = _make(url)

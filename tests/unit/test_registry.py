@@ -18,7 +18,12 @@ import pandas as pd
 import pytest
 
 import crypto_predictor
-from crypto_predictor import registry
+from crypto_predictor.registry import versions
+from crypto_predictor.registry.aliases import (ALIASES, alias_history, alias_state_token, get_aliases, rollback,
+                                               set_alias)
+from crypto_predictor.registry.bundle import BundleWriter, verify_bundle
+from crypto_predictor.registry.catalog import list_versions, open_bundle
+from crypto_predictor.registry.versions import allocate_version, available_versions, sort_versions, version_number
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput, ModelNotFound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +37,7 @@ FILES = {
 
 
 def make_bundle(models_dir, files=FILES, metrics=None, **extra) -> str:
-    writer = registry.BundleWriter(models_dir)
+    writer = BundleWriter(models_dir)
     for rel, data in files.items():
         writer.write_bytes(rel, data)
     writer.finalize(assets=["bitcoin", "ethereum"], timeframes=["1h", "24h"],
@@ -51,8 +56,8 @@ def flip_byte(path: Path, offset: int = 0) -> None:
 # ---------------------------------------------------------------- versions
 
 def test_versions_sort_numerically_and_only_vN_names_count():
-    assert registry.sort_versions(["v10", "v9", "v1", "v2"]) == ["v1", "v2", "v9", "v10"]
-    assert [registry.version_number(n) for n in ("v12", "v0", "v01", "x3", "v", "v3a", None)] == \
+    assert sort_versions(["v10", "v9", "v1", "v2"]) == ["v1", "v2", "v9", "v10"]
+    assert [version_number(n) for n in ("v12", "v0", "v01", "x3", "v", "v3a", None)] == \
         [12, None, None, None, None, None, None]
 
 
@@ -60,15 +65,15 @@ def test_allocation_continues_after_the_highest_version(tmp_path):
     for name in ("v9", "v01", "scratch"):
         (tmp_path / name).mkdir()
     (tmp_path / "v50").write_text("a file, not a bundle")
-    assert registry.allocate_version(tmp_path) == ("v10", tmp_path / "v10")
-    assert registry.allocate_version(tmp_path)[0] == "v11"
+    assert allocate_version(tmp_path) == ("v10", tmp_path / "v10")
+    assert allocate_version(tmp_path)[0] == "v11"
 
 
 def test_allocation_retries_when_another_writer_wins_the_race(tmp_path, monkeypatch):
     # A stale directory scan (the other writer created v1 after we looked) must not reuse v1.
     (tmp_path / "v1").mkdir()
-    monkeypatch.setattr(registry, "_version_dirs", lambda root: [])
-    assert registry.allocate_version(tmp_path)[0] == "v2"
+    monkeypatch.setattr(versions, "_version_dirs", lambda root: [])
+    assert allocate_version(tmp_path)[0] == "v2"
 
 
 def test_concurrent_allocation_in_threads_gives_unique_ids(tmp_path):
@@ -80,7 +85,7 @@ def test_concurrent_allocation_in_threads_gives_unique_ids(tmp_path):
         try:
             for _ in range(rounds):
                 barrier.wait()
-                got.append(registry.allocate_version(tmp_path)[0])
+                got.append(allocate_version(tmp_path)[0])
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -90,13 +95,13 @@ def test_concurrent_allocation_in_threads_gives_unique_ids(tmp_path):
     for t in threads:
         t.join(timeout=30)
     assert not errors
-    assert sorted(got, key=registry.version_number) == [f"v{i}" for i in range(1, rounds * workers + 1)]
+    assert sorted(got, key=version_number) == [f"v{i}" for i in range(1, rounds * workers + 1)]
 
 
 _CHILD = """
 import os, sys, time
 from pathlib import Path
-from crypto_predictor.registry import allocate_version
+from crypto_predictor.registry.versions import allocate_version
 root, go, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 (go.parent / f"ready-{me}").touch()
 while not go.exists():
@@ -158,12 +163,12 @@ def test_manifest_has_every_field_and_correct_hashes(tmp_path):
     assert manifest["metrics"]["folds"][1]["mase"] == 0.95
     assert manifest["extra"]["trained_on"].startswith("2021-09-30T00:00:00")
     assert manifest["files"] == {rel: hashlib.sha256(data).hexdigest() for rel, data in FILES.items()}
-    assert registry.verify_bundle(tmp_path / version) == manifest
+    assert verify_bundle(tmp_path / version) == manifest
     assert not [p for p in (tmp_path / version).iterdir() if ".tmp" in p.name]
 
 
 def test_writer_refuses_paths_outside_the_bundle_and_the_manifest_name(tmp_path):
-    writer = registry.BundleWriter(tmp_path)
+    writer = BundleWriter(tmp_path)
     for bad in ("../evil.pkl", "/etc/passwd", "manifest.json", "a/../../b"):
         with pytest.raises(InvalidInput):
             writer.path_for(bad)
@@ -177,17 +182,17 @@ def test_writer_refuses_paths_outside_the_bundle_and_the_manifest_name(tmp_path)
 
 def test_unfinished_bundle_is_never_listed_or_opened_and_failed_writer_cleans_up(tmp_path):
     done = make_bundle(tmp_path)
-    pending = registry.BundleWriter(tmp_path)  # a training still running
+    pending = BundleWriter(tmp_path)  # a training still running
     pending.write_bytes("model.bin", b"half")
-    assert registry.available_versions(tmp_path) == [done]
-    assert [r["version"] for r in registry.list_versions(tmp_path)] == [done]
+    assert available_versions(tmp_path) == [done]
+    assert [r["version"] for r in list_versions(tmp_path)] == [done]
     with pytest.raises(ModelNotFound):
-        registry.open_bundle(tmp_path, pending.version)
+        open_bundle(tmp_path, pending.version)
     with pytest.raises(BundleIntegrityError, match="incomplete"):
-        registry.verify_bundle(pending.path)
+        verify_bundle(pending.path)
 
     with pytest.raises(RuntimeError):
-        with registry.BundleWriter(tmp_path) as crashed:
+        with BundleWriter(tmp_path) as crashed:
             crashed.write_bytes("model.bin", b"x")
             raise RuntimeError("training failed")
     assert not crashed.path.exists()
@@ -200,7 +205,7 @@ def test_flipping_one_byte_of_any_artifact_is_refused(tmp_path, rel):
     version = make_bundle(tmp_path)
     flip_byte(tmp_path / version / rel, offset=len(FILES[rel]) // 2)
     with pytest.raises(BundleIntegrityError) as info:
-        registry.open_bundle(tmp_path, version)
+        open_bundle(tmp_path, version)
     assert rel in info.value.message and info.value.details["file"] == rel
 
 
@@ -216,7 +221,7 @@ def test_swapped_pickle_is_refused_before_anything_is_unpickled(tmp_path, monkey
     (tmp_path / "store" / version / "bitcoin/24h/scaler.pkl").write_bytes(pickle.dumps(_Evil()))
 
     def load_scaler():
-        bundle = registry.open_bundle(tmp_path / "store", version)
+        bundle = open_bundle(tmp_path / "store", version)
         return pickle.loads(bundle.read_bytes("bitcoin", "24h", "scaler.pkl"))
 
     with pytest.raises(BundleIntegrityError, match="scaler.pkl"):
@@ -226,7 +231,7 @@ def test_swapped_pickle_is_refused_before_anything_is_unpickled(tmp_path, monkey
 
 def test_change_after_opening_is_caught_by_read_bytes(tmp_path):
     version = make_bundle(tmp_path)
-    bundle = registry.open_bundle(tmp_path, version)
+    bundle = open_bundle(tmp_path, version)
     assert pickle.loads(bundle.read_bytes("bitcoin/24h/scaler.pkl")) == {"mean": 1.5, "std": 0.25}
     flip_byte(bundle.artifact("bitcoin/24h/scaler.pkl"))
     with pytest.raises(BundleIntegrityError):
@@ -239,18 +244,18 @@ def test_added_removed_linked_or_renamed_files_are_refused(tmp_path):
 
     (root / "bitcoin/24h/extra.pkl").write_bytes(b"smuggled")
     with pytest.raises(BundleIntegrityError, match="not in manifest: bitcoin/24h/extra.pkl"):
-        registry.open_bundle(tmp_path, version)
+        open_bundle(tmp_path, version)
     (root / "bitcoin/24h/extra.pkl").unlink()
 
     (root / "features.json").unlink()
     with pytest.raises(BundleIntegrityError, match="missing: features.json"):
-        registry.verify_bundle(root)
+        verify_bundle(root)
     (root / "features.json").write_bytes(FILES["features.json"])
-    registry.verify_bundle(root)
+    verify_bundle(root)
 
     (root / "link.json").symlink_to(root / "features.json")
     with pytest.raises(BundleIntegrityError, match="symlink"):
-        registry.verify_bundle(root)
+        verify_bundle(root)
     (root / "link.json").unlink()
 
     # A bundle copied under another version name is not that version.
@@ -260,16 +265,16 @@ def test_added_removed_linked_or_renamed_files_are_refused(tmp_path):
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         (copy / rel).write_bytes((root / rel).read_bytes())
     with pytest.raises(BundleIntegrityError, match="manifest says version 'v1'"):
-        registry.open_bundle(tmp_path, "v7")
+        open_bundle(tmp_path, "v7")
 
     (root / "manifest.json").write_text("{not json")
     with pytest.raises(BundleIntegrityError, match="unreadable"):
-        registry.open_bundle(tmp_path, version)
+        open_bundle(tmp_path, version)
 
 
 def test_open_bundle_helpers(tmp_path):
     make_bundle(tmp_path)
-    bundle = registry.open_bundle(tmp_path, "v1")
+    bundle = open_bundle(tmp_path, "v1")
     assert bundle.version == "v1" and bundle.path == tmp_path / "v1"
     model = "bitcoin/24h/xgboost/model.json"
     assert bundle.artifact("bitcoin", "24h", "xgboost", "model.json") == tmp_path / "v1" / model
@@ -287,13 +292,13 @@ def test_unknown_version_or_unset_alias_lists_available_versions(tmp_path):
     make_bundle(tmp_path)
     for name in ("v3", "v02", "latest", "../v1"):
         with pytest.raises(ModelNotFound) as info:
-            registry.open_bundle(tmp_path, name)
+            open_bundle(tmp_path, name)
         assert "available versions: v1, v2" in info.value.message
         assert info.value.details["available"] == ["v1", "v2"]
     with pytest.raises(ModelNotFound, match="alias 'production' is not set"):
-        registry.open_bundle(tmp_path, "production")
+        open_bundle(tmp_path, "production")
     with pytest.raises(ModelNotFound, match="available versions: none"):
-        registry.open_bundle(tmp_path / "empty", "v1")
+        open_bundle(tmp_path / "empty", "v1")
 
 
 # ---------------------------------------------------------------- aliases
@@ -301,30 +306,30 @@ def test_unknown_version_or_unset_alias_lists_available_versions(tmp_path):
 def test_alias_switch_history_and_rollback(tmp_path):
     for _ in range(3):
         make_bundle(tmp_path)
-    assert registry.get_aliases(tmp_path) == {} and registry.alias_state_token(tmp_path) is None
+    assert get_aliases(tmp_path) == {} and alias_state_token(tmp_path) is None
 
-    registry.set_alias(tmp_path, "production", "v1")
-    token1 = registry.alias_state_token(tmp_path)
-    entry = registry.set_alias(tmp_path, "production", "v2")
+    set_alias(tmp_path, "production", "v1")
+    token1 = alias_state_token(tmp_path)
+    entry = set_alias(tmp_path, "production", "v2")
     assert (entry["from"], entry["to"], entry["action"]) == ("v1", "v2", "set")
-    assert registry.alias_state_token(tmp_path) != token1
-    registry.set_alias(tmp_path, "production", "v3")
-    registry.set_alias(tmp_path, "challenger", "v1")
-    assert registry.get_aliases(tmp_path) == {"production": "v3", "challenger": "v1"}
-    assert registry.open_bundle(tmp_path, "production").version == "v3"
+    assert alias_state_token(tmp_path) != token1
+    set_alias(tmp_path, "production", "v3")
+    set_alias(tmp_path, "challenger", "v1")
+    assert get_aliases(tmp_path) == {"production": "v3", "challenger": "v1"}
+    assert open_bundle(tmp_path, "production").version == "v3"
 
-    assert registry.rollback(tmp_path)["to"] == "v2"
-    assert registry.rollback(tmp_path, "production")["to"] == "v1"  # keeps walking back
-    assert registry.get_aliases(tmp_path) == {"production": "v1", "challenger": "v1"}
+    assert rollback(tmp_path)["to"] == "v2"
+    assert rollback(tmp_path, "production")["to"] == "v1"  # keeps walking back
+    assert get_aliases(tmp_path) == {"production": "v1", "challenger": "v1"}
     with pytest.raises(ModelNotFound, match="no previous version"):
-        registry.rollback(tmp_path)
+        rollback(tmp_path)
     with pytest.raises(ModelNotFound, match="no previous version"):
-        registry.rollback(tmp_path, "challenger")
+        rollback(tmp_path, "challenger")
 
-    registry.set_alias(tmp_path, "production", "v3")
-    assert registry.rollback(tmp_path)["to"] == "v1"
+    set_alias(tmp_path, "production", "v3")
+    assert rollback(tmp_path)["to"] == "v1"
 
-    history = registry.alias_history(tmp_path)
+    history = alias_history(tmp_path)
     assert [(h["alias"], h["from"], h["to"], h["action"]) for h in history] == [
         ("production", None, "v1", "set"), ("production", "v1", "v2", "set"),
         ("production", "v2", "v3", "set"), ("challenger", None, "v1", "set"),
@@ -338,66 +343,66 @@ def test_alias_switch_history_and_rollback(tmp_path):
 
 def test_no_op_switch_changes_nothing(tmp_path):
     make_bundle(tmp_path)
-    registry.set_alias(tmp_path, "production", "v1")
-    token = registry.alias_state_token(tmp_path)
-    entry = registry.set_alias(tmp_path, "production", "v1")
+    set_alias(tmp_path, "production", "v1")
+    token = alias_state_token(tmp_path)
+    entry = set_alias(tmp_path, "production", "v1")
     assert entry["from"] == entry["to"] == "v1"
-    assert registry.alias_state_token(tmp_path) == token and len(registry.alias_history(tmp_path)) == 1
+    assert alias_state_token(tmp_path) == token and len(alias_history(tmp_path)) == 1
 
 
 def test_promote_challenger_by_alias_name(tmp_path):
     make_bundle(tmp_path)
     make_bundle(tmp_path)
-    registry.set_alias(tmp_path, "production", "v1")
-    registry.set_alias(tmp_path, "challenger", "v2")
-    assert registry.set_alias(tmp_path, "production", "challenger")["to"] == "v2"
-    assert registry.get_aliases(tmp_path) == {"production": "v2", "challenger": "v2"}
+    set_alias(tmp_path, "production", "v1")
+    set_alias(tmp_path, "challenger", "v2")
+    assert set_alias(tmp_path, "production", "challenger")["to"] == "v2"
+    assert get_aliases(tmp_path) == {"production": "v2", "challenger": "v2"}
 
 
 def test_alias_to_unknown_incomplete_or_tampered_version_is_refused(tmp_path):
     make_bundle(tmp_path)
     make_bundle(tmp_path)
-    registry.set_alias(tmp_path, "production", "v1")
+    set_alias(tmp_path, "production", "v1")
     before = (tmp_path / "aliases.json").read_bytes()
-    pending = registry.BundleWriter(tmp_path)
+    pending = BundleWriter(tmp_path)
     pending.write_bytes("m.bin", b"x")
 
     with pytest.raises(ModelNotFound, match="available versions: v1, v2"):
-        registry.set_alias(tmp_path, "production", "v9")
+        set_alias(tmp_path, "production", "v9")
     with pytest.raises(ModelNotFound):
-        registry.set_alias(tmp_path, "production", pending.version)
+        set_alias(tmp_path, "production", pending.version)
     with pytest.raises(InvalidInput, match="valid aliases: production, challenger"):
-        registry.set_alias(tmp_path, "staging", "v2")
+        set_alias(tmp_path, "staging", "v2")
     flip_byte(tmp_path / "v2" / "features.json")
     with pytest.raises(BundleIntegrityError, match="features.json"):
-        registry.set_alias(tmp_path, "production", "v2")
+        set_alias(tmp_path, "production", "v2")
     assert (tmp_path / "aliases.json").read_bytes() == before
-    assert len(registry.alias_history(tmp_path)) == 1
+    assert len(alias_history(tmp_path)) == 1
 
 
 def test_rollback_refuses_a_previous_version_that_was_tampered_with(tmp_path):
     make_bundle(tmp_path)
     make_bundle(tmp_path)
-    registry.set_alias(tmp_path, "production", "v1")
-    registry.set_alias(tmp_path, "production", "v2")
+    set_alias(tmp_path, "production", "v1")
+    set_alias(tmp_path, "production", "v2")
     flip_byte(tmp_path / "v1" / "features.json")
     with pytest.raises(BundleIntegrityError):
-        registry.rollback(tmp_path)
-    assert registry.get_aliases(tmp_path)["production"] == "v2"
+        rollback(tmp_path)
+    assert get_aliases(tmp_path)["production"] == "v2"
 
 
 def test_rollback_trusts_the_alias_file_when_history_lost_its_last_line(tmp_path):
     for _ in range(3):
         make_bundle(tmp_path)
-    registry.set_alias(tmp_path, "production", "v1")
-    registry.set_alias(tmp_path, "production", "v2")
-    registry.set_alias(tmp_path, "production", "v3")
+    set_alias(tmp_path, "production", "v1")
+    set_alias(tmp_path, "production", "v2")
+    set_alias(tmp_path, "production", "v3")
     history = tmp_path / "alias_history.jsonl"
     lines = history.read_text().splitlines()
     history.write_text("\n".join(lines[:-1]) + '\n{"torn')  # crash between the two writes
-    assert registry.rollback(tmp_path)["to"] == "v2"
+    assert rollback(tmp_path)["to"] == "v2"
     # The torn line stays unreadable, but the new entry was not glued onto it.
-    assert [(h["from"], h["to"]) for h in registry.alias_history(tmp_path)] == \
+    assert [(h["from"], h["to"]) for h in alias_history(tmp_path)] == \
         [(None, "v1"), ("v1", "v2"), ("v3", "v2")]
 
 
@@ -412,8 +417,8 @@ def test_concurrent_alias_writers_keep_the_files_consistent(tmp_path):
         try:
             barrier.wait()
             for r in range(rounds):
-                alias = registry.ALIASES[(i + r) % 2]
-                entries.append(registry.set_alias(tmp_path, alias, f"v{(i * r) % 3 + 1}"))
+                alias = ALIASES[(i + r) % 2]
+                entries.append(set_alias(tmp_path, alias, f"v{(i * r) % 3 + 1}"))
         except Exception as exc:
             errors.append(exc)
 
@@ -424,11 +429,11 @@ def test_concurrent_alias_writers_keep_the_files_consistent(tmp_path):
         t.join(timeout=60)
     assert not errors
     aliases = json.loads((tmp_path / "aliases.json").read_text())
-    assert set(aliases) <= set(registry.ALIASES)
+    assert set(aliases) <= set(ALIASES)
     assert all(v in ("v1", "v2", "v3") for v in aliases.values())
-    history = registry.alias_history(tmp_path)
+    history = alias_history(tmp_path)
     assert len(history) == sum(e["from"] != e["to"] for e in entries)  # no change lost or duplicated
-    for alias in registry.ALIASES:  # each change starts where the previous one ended
+    for alias in ALIASES:  # each change starts where the previous one ended
         chain = [h for h in history if h["alias"] == alias]
         assert all(a["to"] == b["from"] for a, b in zip(chain, chain[1:]))
         assert not chain or chain[-1]["to"] == aliases[alias]
@@ -441,28 +446,28 @@ def test_list_versions_in_numeric_order_with_metrics_and_aliases(tmp_path):
     for i in range(10):
         metrics = {"overall": overall} if i == 9 else None
         make_bundle(tmp_path, files={"m.bin": bytes([i])}, metrics=metrics)
-    registry.BundleWriter(tmp_path).write_bytes("m.bin", b"x")  # v11, still training
-    registry.set_alias(tmp_path, "production", "v9")
-    registry.set_alias(tmp_path, "challenger", "v10")
+    BundleWriter(tmp_path).write_bytes("m.bin", b"x")  # v11, still training
+    set_alias(tmp_path, "production", "v9")
+    set_alias(tmp_path, "challenger", "v10")
 
-    rows = registry.list_versions(tmp_path)
+    rows = list_versions(tmp_path)
     assert [r["version"] for r in rows] == [f"v{i}" for i in range(1, 11)]
     assert rows[-1]["metrics"] == overall and rows[0]["metrics"] == {}
     assert rows[8]["aliases"] == ["production"] and rows[9]["aliases"] == ["challenger"]
     assert all(r["created_at"].endswith("Z") and r["status"] == "ok" for r in rows)
 
     flip_byte(tmp_path / "v3" / "m.bin")
-    assert registry.list_versions(tmp_path)[2]["status"] == "ok"  # cheap listing does not hash
-    statuses = {r["version"]: r["status"] for r in registry.list_versions(tmp_path, verify=True)}
+    assert list_versions(tmp_path)[2]["status"] == "ok"  # cheap listing does not hash
+    statuses = {r["version"]: r["status"] for r in list_versions(tmp_path, verify=True)}
     assert "sha256 mismatch for m.bin" in statuses["v3"]
     assert {v for v, s in statuses.items() if s != "ok"} == {"v3"}
-    assert registry.list_versions(tmp_path / "missing") == []
+    assert list_versions(tmp_path / "missing") == []
 
 
 def test_models_dir_defaults_to_config(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "store"))
-    with registry.BundleWriter() as writer:
+    with BundleWriter() as writer:
         writer.write_bytes("m.bin", b"x")
         writer.finalize()
     assert writer.path == tmp_path / "store" / "v1"
-    assert registry.open_bundle(None, "v1").version == "v1"
+    assert open_bundle(None, "v1").version == "v1"

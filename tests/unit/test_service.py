@@ -26,9 +26,10 @@ from crypto_predictor.market.frames import FetchResult
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import DATA_DIR
 from tests.support.slices import DATA_END, fill_store as fill_shared_store
-from crypto_predictor.registry import load_manifest, set_alias
-from crypto_predictor.service import PredictionService, ab_bucket
-from crypto_predictor.training import TrainOptions, train_run
+from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.serving.service import PredictionService, ab_bucket
+from crypto_predictor.training.pipeline import TrainOptions, train_run
 
 DATA = DATA_DIR
 ASSETS = ("bitcoin", "ethereum")
@@ -123,7 +124,7 @@ def test_serving_features_and_prediction_match_training_on_full_history(service,
     X_full, _ = feature_frame(store.load("ethereum"), {"bitcoin": store.load("bitcoin")}, "1h")
     full_tail = X_full[pair.features].iloc[-pair.context_rows:]
     service.predict("ethereum", "24h")
-    served = service._frames[("ethereum", "1h")]
+    served = service.data._frames[("ethereum", "1h")]
     inputs = pair.inputs(served[1], served[2])
     assert list(inputs.X_tail.columns) == pair.features
     np.testing.assert_allclose(inputs.X_tail.to_numpy(), full_tail.to_numpy(), rtol=1e-3, atol=1e-6)
@@ -134,7 +135,7 @@ def test_post_training_residuals_are_the_models_errors_after_its_data(service, t
     _, url, _ = trained
     pair = service.models.served.bundles["v1"].pair("bitcoin", "24h")
     service.predict("bitcoin", "24h")
-    newest_bar, stats = service._stats[("v1", "bitcoin", "24h")]
+    newest_bar, stats = service.data._stats[("v1", "bitcoin", "24h")]
     first, last = pair.post_training_range(newest_bar)
     assert first == pd.Timestamp("2021-09-20T00:00Z") and last == pd.Timestamp("2021-09-29T23:00Z")
     assert stats.n_post == 240 and stats.n_stored == len(pair.stored_residuals)

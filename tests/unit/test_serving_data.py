@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from crypto_predictor.datasets import bars
-from crypto_predictor.serving_data import ServingData
+from crypto_predictor.serving.data import ServingData
 from tests.support.slices import fill_store
 
 START, CUT = "2021-09-28T00:00Z", pd.Timestamp("2021-09-29T23:00Z")

@@ -1,21 +1,12 @@
-"""Loaded bundles: every (asset, timeframe) model of a verified bundle, ready to serve.
+"""Loaded pairs: the served model of each (asset, timeframe) of a verified bundle, and its maths.
 
-``ModelCache`` holds what a worker serves: the production and challenger bundles, swapped as one
-immutable snapshot when the alias file changes (requests in flight keep the snapshot they
-took), plus a few explicitly requested versions. A bundle that fails to load is refused, the
-previous one keeps serving, the failure is kept for health checks and the load is retried
-every ``FAILED_RETRY_SECONDS``.
+``load_bundle`` re-hashes the whole bundle (``registry.catalog.open_bundle``) before anything is
+read, loads each pair's served kind (``registry.artifacts.PairArtifacts.served_kind``: the
+ensemble when saved, else the only kind, else the lowest walk-forward MASE) with its calibration,
+and warms the compiled paths (the LSTM's single-window and batch functions, the trees' first
+call) so the first request after a deploy pays no tracing.
 
-``load_bundle`` re-hashes the whole bundle (``registry.open_bundle``) before anything is
-read, loads each pair's served model with its calibration, and warms the compiled paths
-(the LSTM's XLA single-window function and its batch function, xgboost's first call) so the
-first request after a deploy pays no tracing.
-
-Which kind serves a pair: "ensemble" when the bundle saved it; otherwise the only kind
-saved; when several single kinds were saved without an ensemble, the one with the lowest
-walk-forward MASE in the manifest.
-
-The serving maths also lives here, next to the artifacts it reads:
+The serving maths lives here, next to the artifacts it reads:
 
 * features come from ``datasets.feature_frame`` on the newest ``features.SERVING_ROWS`` bars,
   the function training used;
@@ -27,30 +18,22 @@ The serving maths also lives here, next to the artifacts it reads:
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_score, level_key
-from crypto_predictor.datasets import BAR_HOURS, bar_for, feature_frame, features_from_bars, horizon_rows
+from crypto_predictor.datasets import BAR_HOURS, feature_frame, features_from_bars
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target
-from crypto_predictor.market.frames import to_utc
-from crypto_predictor.registry import ALIASES, alias_state_token, get_aliases, open_bundle, sort_versions
-
-log = logging.getLogger(__name__)
+from crypto_predictor.registry.artifacts import PAIR_FILE, bundle_pairs, read_pair
+from crypto_predictor.registry.catalog import open_bundle
 
 LEVELS = ("80", "95")
-FAILED_RETRY_SECONDS = 60  # between two load attempts of a refused bundle
-EXTRA_BUNDLES = 2  # explicitly requested versions kept loaded besides production/challenger
 
 
 @dataclass(frozen=True)
@@ -234,54 +217,18 @@ class LoadedBundle:
         return found
 
 
-def choose_kind(bundle, asset: str, timeframe: str) -> str:
-    saved = sorted(pair_kinds(bundle, asset, timeframe))
-    if not saved:
-        raise BundleIntegrityError(f"bundle {bundle.version}: {asset}/{timeframe} has no saved model")
-    if "ensemble" in saved or len(saved) == 1:
-        return "ensemble" if "ensemble" in saved else saved[0]
-    rows = _metrics(bundle.manifest, asset, timeframe)
-    return min(saved, key=lambda k: (rows.get(k) or {}).get("mase") or math.inf)
-
-
-def _metrics(manifest: dict, asset: str, timeframe: str) -> dict:
-    overall = (manifest.get("metrics") or {}).get("overall") or {}
-    return (overall.get(asset) or {}).get(timeframe) or {}
-
-
-def _load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
-    from crypto_predictor.models import load_model  # late: keeps this module import cheap
-
-    meta = bundle.read_json(asset, timeframe, PAIR_FILE)
-    if meta.get("bar") != bar_for(timeframe) or int(meta.get("horizon", -1)) != horizon_rows(timeframe):
-        raise BundleIntegrityError(f"bundle {bundle.version}: {asset}/{timeframe} was trained on {meta.get('bar')} "
-                                   f"bars with horizon {meta.get('horizon')}; this code serves "
-                                   f"{bar_for(timeframe)} bars with horizon {horizon_rows(timeframe)}")
-    kind = choose_kind(bundle, asset, timeframe)
-    state = bundle.read_json(asset, timeframe, kind, CALIBRATION_FILE)
-    bundle.artifact(asset, timeframe, kind, "model.json")  # listed in the manifest, hence verified
-    model = load_model(bundle.path / asset / timeframe / kind)
-    features = list(meta["features"])
-    if model.feature_names_in_ is not None and list(model.feature_names_in_) != features:
-        raise BundleIntegrityError(f"bundle {bundle.version}: {asset}/{timeframe} {kind} was fitted on other "
-                                   "features than pair.json lists")
-    conformal = RollingConformal(**state["conformal"])
-    stored = state["residuals"]
-    times = pd.DatetimeIndex(pd.to_datetime(pd.Series(stored["time"], dtype=object), utc=True))
-    scales = None
-    if conformal.vol_span is not None:
-        if stored.get("scale") is None:
-            raise BundleIntegrityError(f"bundle {bundle.version}: {asset}/{timeframe} {kind}: normalised "
-                                       "intervals without stored residual scales")
-        scales = np.asarray([np.nan if v is None else v for v in stored["scale"]], dtype=float)
-    rows = _metrics(bundle.manifest, asset, timeframe)
-    accuracy = (rows.get("ensemble") or rows.get(kind) or {}).get("directional_accuracy")
+def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
+    """The served kind of one pair, read through ``registry.artifacts`` as the re-test reads it."""
+    pair = read_pair(bundle, asset, timeframe)
+    art = pair.kind(pair.served_kind())
+    rows = pair.metrics()
+    accuracy = (rows.get("ensemble") or rows.get(art.kind) or {}).get("directional_accuracy")
+    stored = art.residuals
     return ServingPair(
-        version=bundle.version, asset=asset, timeframe=timeframe, bar=meta["bar"], horizon=int(meta["horizon"]),
-        features=features, context=list(meta.get("context") or []),
-        data_end=to_utc(meta["data_range"][1]), kind=kind, model=model,
-        conformal=conformal, calibrator=DirectionCalibrator.from_state(state["direction_calibrator"]),
-        stored_times=times, stored_residuals=np.asarray(stored["residual"], dtype=float), stored_scales=scales,
+        version=bundle.version, asset=asset, timeframe=timeframe, bar=pair.bar, horizon=pair.horizon,
+        features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=art.kind,
+        model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
+        stored_residuals=stored.values, stored_scales=stored.scales,
         model_accuracy=None if accuracy is None else float(accuracy))
 
 
@@ -291,106 +238,10 @@ def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
     bundle = open_bundle(Path(models_dir), version)
     pairs = {}
     for asset, timeframe in bundle_pairs(bundle):
-        pair = _load_pair(bundle, asset, timeframe)
+        pair = load_pair(bundle, asset, timeframe)
         if warm_up:
             pair.warm_up()
         pairs[(asset, timeframe)] = pair
     if not pairs:
         raise BundleIntegrityError(f"bundle {bundle.version} holds no {PAIR_FILE}: not a bundle written by training")
     return LoadedBundle(bundle.version, bundle.manifest, pairs, time.perf_counter() - started)
-
-
-@dataclass(frozen=True)
-class Served:
-    """What is served, as one immutable snapshot replaced whole on a swap."""
-
-    token: str | None = None  # alias file hash the snapshot was built from
-    aliases: dict = field(default_factory=dict)  # alias -> version actually served
-    bundles: dict = field(default_factory=dict)  # version -> LoadedBundle
-
-
-class ModelCache:
-    def __init__(self, models_dir, poll_seconds: float = 2.0, now=None):
-        self.models_dir = Path(models_dir)
-        self.poll_seconds = float(poll_seconds)
-        self._now = now or (lambda: pd.Timestamp.now(tz="UTC"))
-        self.served = Served()
-        self.failure: dict | None = None
-        self._failed_at = -math.inf
-        self._last_poll = -math.inf
-        self._extra: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def loaded(self) -> list[str]:
-        return sort_versions(set(self.served.bundles) | set(self._extra))
-
-    def refresh(self, force: bool = False) -> bool:
-        """Poll the alias file (at most every ``poll_seconds``); load and swap on a change. True if swapped."""
-        now = time.monotonic()
-        if not force and now - self._last_poll < self.poll_seconds:
-            return False
-        self._last_poll = now
-        try:
-            token = alias_state_token(self.models_dir)
-        except OSError as exc:
-            self.record_failure(None, None, exc)
-            return False
-        retry = self.failure is not None and now - self._failed_at >= FAILED_RETRY_SECONDS
-        if not force and token == self.served.token and not retry:
-            return False
-        if not self._lock.acquire(blocking=force):
-            return False  # another thread is loading; this one keeps serving what is there
-        try:
-            return self._reload(token)
-        finally:
-            self._lock.release()
-
-    def record_failure(self, alias, version, exc) -> None:
-        self.failure = {"alias": alias, "version": version, "error": f"{type(exc).__name__}: {exc}",
-                        "at": self._now().isoformat().replace("+00:00", "Z")}
-        self._failed_at = time.monotonic()
-        log.error("model %s (%s) refused: %s", version, alias, self.failure["error"])
-
-    def _reload(self, token) -> bool:
-        old = self.served
-        try:
-            wanted = get_aliases(self.models_dir)
-        except BundleIntegrityError as exc:
-            self.record_failure(None, None, exc)
-            return False
-        aliases, bundles, failed = {}, {}, False
-        for alias in ALIASES:
-            version = wanted.get(alias)
-            if version is None:
-                continue
-            loaded = bundles.get(version) or old.bundles.get(version) or self._extra.get(version)
-            if loaded is None:
-                try:
-                    loaded = load_bundle(self.models_dir, version)
-                except Exception as exc:  # whatever breaks a load (hash, pickle, h5) refuses the bundle
-                    self.record_failure(alias, version, exc)
-                    failed = True
-                    version = old.aliases.get(alias)
-                    loaded = old.bundles.get(version)
-                    if loaded is None:
-                        continue
-            aliases[alias], bundles[version] = version, loaded
-        if not failed:
-            self.failure = None
-        self.served = Served(token, aliases, bundles)
-        if aliases != old.aliases:
-            log.info("serving %s", aliases)
-        return aliases != old.aliases
-
-    def bundle(self, version: str) -> LoadedBundle:
-        """A served bundle, or an explicitly requested one (loaded once, the latest few kept)."""
-        served = self.served
-        if version in served.bundles:
-            return served.bundles[version]
-        with self._lock:
-            if version not in self._extra:
-                self._extra[version] = load_bundle(self.models_dir, version)
-                while len(self._extra) > EXTRA_BUNDLES:
-                    self._extra.popitem(last=False)
-            self._extra.move_to_end(version)
-            return self._extra[version]

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import click
 
-from crypto_predictor.config import Config
+from crypto_predictor.cli.common import ingest_csv, load_config, open_store
 from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.registry.bundle import open_bundle_dir
+from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.registry.versions import version_number
 from crypto_predictor.symbols import TIMEFRAMES
+from crypto_predictor.timeutil import parse_time
+from crypto_predictor.training.retest import evaluate_bundle, report, select_pairs
 
 
 def _check_time(ctx, param, value):
-    from crypto_predictor.backtest_bundle import parse_time
-
     try:
         parse_time(value, f"--{param.name}")
     except CryptoPredictorError as exc:
@@ -45,13 +48,10 @@ def format_table(rows: list[dict]) -> list[str]:
 
 
 def _open(models_dir, version, model_path):
-    from crypto_predictor import registry
-    from crypto_predictor.backtest_bundle import open_bundle_dir
-
     if model_path is None:
-        return registry.open_bundle(models_dir, version)
+        return open_bundle(models_dir, version)
     bundle = open_bundle_dir(model_path)
-    if registry.version_number(version) is not None and version != bundle.version:
+    if version_number(version) is not None and version != bundle.version:
         raise click.ClickException(f"--model_path holds bundle {bundle.version}, not --version {version}")
     return bundle
 
@@ -86,19 +86,15 @@ def evaluate_command(version, model_path, models_dir, data_dir, symbols, timefra
     confidence are computed causally inside the scored window from the bundle's stored
     out-of-sample residuals and calibrator.
     """
-    from crypto_predictor.backtest_bundle import evaluate_bundle, report, select_pairs
-
     if version is None and model_path is None:
         raise click.UsageError("pass --version (or an alias) or --model_path")
-    config = Config()
+    config = load_config()
     try:
         bundle = _open(models_dir or config.MODELS_DIR, version, model_path)
         pairs = select_pairs(bundle, symbols, timeframes)
-        store = _store(database_url or config.DATABASE_URL)
+        _, store = open_store(database_url)
         if data_dir:
-            from crypto_predictor.train_cli import _ingest
-
-            _ingest(store, data_dir, list(dict.fromkeys(a for a, _ in pairs)))
+            ingest_csv(store, data_dir, list(dict.fromkeys(a for a, _ in pairs)))
         evaluations = evaluate_bundle(bundle, store, pairs, start, end)
         doc = report(bundle, evaluations, start, end)
     except CryptoPredictorError as exc:
@@ -117,32 +113,9 @@ def evaluate_command(version, model_path, models_dir, data_dir, symbols, timefra
         path.write_text(json.dumps(doc, indent=2))
         click.echo(f"wrote {path}")
     if plots_dir:
-        from crypto_predictor.plots import write_plots
+        from crypto_predictor.training.plots import write_plots  # matplotlib: only when plots are asked for
 
         written = []
         for evaluation in evaluations:
             written += write_plots(evaluation, bundle.manifest, plots_dir)
         click.echo(f"wrote {len(written)} plot(s) to {plots_dir}")
-
-
-def _store(url: str):
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from crypto_predictor.market.store import CandleStore
-
-    try:
-        store = CandleStore(url)
-        store.init_schema()
-    except (SQLAlchemyError, OSError, ValueError) as exc:  # bad URL, unreachable server: one line
-        shown = _hide_password(url)
-        raise click.ClickException(f"cannot open the candle store {shown}: {str(exc).splitlines()[0]}") from exc
-    return store
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable URL: nothing trustworthy to show
-        return "(unparsable DATABASE_URL)"

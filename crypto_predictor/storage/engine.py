@@ -1,19 +1,17 @@
-"""Engine factory and the metadata every table is declared on.
+"""The SQLAlchemy engine for DATABASE_URL: SQLite (WAL) by default, PostgreSQL through a URL.
 
-SQLite (WAL) is the default; PostgreSQL works through DATABASE_URL. Nothing
-here or in the tables is SQLite-only.
+Nothing here or in the tables is SQLite-only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-metadata = MetaData()
-DEFAULT_INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+DEFAULT_INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -39,12 +37,3 @@ def make_engine(url: str):
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def init_db(engine) -> list[str]:
-    """Create every table that does not exist yet; returns the table names. Idempotent."""
-    import crypto_predictor.market.store, crypto_predictor.prediction_log  # noqa: F401,E401  (declare their tables)
-    import crypto_predictor.jobs.lock  # noqa: F401  (job_locks)
-
-    metadata.create_all(engine, checkfirst=True)
-    return sorted(metadata.tables)

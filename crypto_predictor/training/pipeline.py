@@ -15,7 +15,6 @@ For each (asset, timeframe):
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE
 from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.datasets import Dataset, build_dataset
-from crypto_predictor.evaluation import backtest
+from crypto_predictor.errors import InsufficientData
+from crypto_predictor.market.store import CandleStore
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
+from crypto_predictor.registry.artifacts import PAIR_FILE, calibration_state, write_calibration, write_pair
+from crypto_predictor.registry.bundle import BundleWriter
+from crypto_predictor.training.walk_forward import backtest
 
 BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
 ALL_KINDS = BASE_KINDS + ("ensemble",)
@@ -129,17 +131,8 @@ def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) 
     """What serving needs to produce intervals and confidence for this kind."""
     preds = result.predictions.tail(RESIDUALS_KEPT)
     pos = preds["position"].to_numpy()
-    return {
-        "conformal": {"window": conformal.window, "horizon": conformal.horizon, "levels": list(conformal.levels),
-                      "min_history": conformal.min_history, "symmetric": conformal.symmetric,
-                      "vol_span": conformal.vol_span},
-        "residuals": {
-            "time": [t.isoformat() for t in ds.X.index[pos]],
-            "residual": (preds["y_true"] - preds["y_pred"]).round(10).tolist(),
-            "scale": None if scale is None else np.round(scale[pos], 10).tolist(),
-        },
-        "direction_calibrator": result.calibrator.to_state(),
-    }
+    return calibration_state(conformal, result.calibrator, ds.X.index[pos], preds["y_true"] - preds["y_pred"],
+                             None if scale is None else scale[pos])
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
@@ -189,8 +182,7 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
         for kind in options.kinds:
             kind_dir = out_dir / kind
             result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
-            (kind_dir / CALIBRATION_FILE).write_text(json.dumps(states[kind]))
-            result.files.append(f"{kind}/{CALIBRATION_FILE}")
+            result.files.append(f"{kind}/{write_calibration(kind_dir, states[kind])}")
     return result
 
 
@@ -205,10 +197,6 @@ class Skipped:
 
 def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str):
     """One (asset, timeframe) in a worker process: its own store connection, its own files."""
-
-    from crypto_predictor.errors import InsufficientData
-    from crypto_predictor.market.store import CandleStore
-
     out = Path(out_dir)
     try:
         result = train_pair(CandleStore(database_url), asset, timeframe, options, out)
@@ -218,8 +206,7 @@ def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOpti
     meta = {"asset": result.asset, "timeframe": result.timeframe, "bar": result.bar, "horizon": result.horizon,
             "features": result.features, "context": result.context, "data_range": list(result.data_range),
             "n_rows": result.n_rows, "kinds": list(options.kinds)}
-    (out / PAIR_FILE).write_text(json.dumps(meta, indent=2))
-    result.files.append(PAIR_FILE)
+    result.files.append(write_pair(out, meta))
     return result
 
 
@@ -242,9 +229,6 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
     ``extra`` (e.g. why a retrain ran), sealed with the bundle.
     """
     from joblib import Parallel, delayed
-
-    from crypto_predictor.errors import InsufficientData
-    from crypto_predictor.registry import BundleWriter
 
     pairs = [(a, t) for a in assets for t in timeframes]
     with BundleWriter(models_dir) as writer:

@@ -14,16 +14,55 @@ import matplotlib
 matplotlib.use("Agg")  # headless: servers and CI have no display
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from crypto_predictor.backtest_bundle import (CURVE_LEVELS, PairEvaluation, confidence_reliability,  # noqa: E402
-                                              feature_importance)
+from crypto_predictor.training.retest import CURVE_LEVELS, PairEvaluation  # noqa: E402
 
 # The predictions plot shows at most this many of the latest rows (a month of hours) to stay readable.
 MAX_POINTS = 720
 TOP_FEATURES = 20
 FOLD_METRICS = (("mase", "MASE (<1 beats naive)", 1.0), ("directional_accuracy", "directional accuracy", 0.5),
                 ("coverage_80", "coverage of the 80% interval", 0.8))
+
+
+def feature_importance(evaluation: PairEvaluation) -> tuple[str, pd.Series] | None:
+    """(kind, importance per feature, largest first): xgboost, else random forest, else linear.
+
+    Tree kinds: xgboost's total gain per feature from the fitted booster (``booster_``).
+    Linear: |coefficient| on standardised features (``coef_``), comparable across features.
+    Ensemble members are searched too; the LSTM has no cheap importance and is skipped.
+    """
+    candidates = []
+    for kind, kr in evaluation.kinds.items():
+        candidates.append((kind, kr.model))
+        candidates += [(f"{kind}:{m.kind}", m) for m in getattr(kr.model, "members_", [])]
+    preference = {"xgboost": 0, "random_forest": 1, "linear": 2}
+    candidates.sort(key=lambda c: preference.get(getattr(c[1], "kind", ""), 9))  # stable: bundle order next
+    names = evaluation.features
+    for label, model in candidates:
+        booster = getattr(model, "booster_", None)
+        if booster is not None:
+            gain = booster.get_score(importance_type="total_gain")  # keys f0, f1, ... (fitted on arrays)
+            values = [gain.get(f"f{i}", gain.get(name, 0.0)) for i, name in enumerate(names)]
+            return label, pd.Series(values, index=names, dtype=float).sort_values(ascending=False)
+        coef = getattr(model, "coef_", None)
+        if coef is not None and len(np.ravel(coef)) == len(names):
+            return label, pd.Series(np.abs(np.ravel(coef)), index=names).sort_values(ascending=False)
+    return None
+
+
+def confidence_reliability(evaluation: PairEvaluation, kind: str, bins: int = 5) -> pd.DataFrame:
+    """Mean confidence vs observed hit rate per confidence quantile bin (rows with a direction)."""
+    kr = evaluation.kinds[kind]
+    t, p = np.sign(evaluation.y_true), np.sign(kr.y_pred)
+    ok = (t != 0) & (p != 0) & np.isfinite(kr.confidence)
+    frame = pd.DataFrame({"confidence": kr.confidence[ok], "hit": (t[ok] == p[ok]).astype(float)})
+    if frame.empty:
+        return frame.assign(n=[])
+    frame["bin"] = pd.qcut(frame["confidence"].rank(method="first"), min(bins, len(frame)), labels=False)
+    return frame.groupby("bin").agg(confidence=("confidence", "mean"), hit=("hit", "mean"),
+                                    n=("hit", "size")).reset_index(drop=True)
 
 
 def main_kind(evaluation: PairEvaluation) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from crypto_predictor import registry
 from crypto_predictor.config import Config
 from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.registry.aliases import ALIASES, rollback, set_alias
+from crypto_predictor.registry.catalog import list_versions
 
 # Key spellings a trainer might use for the two headline figures.
 _MASE_KEYS = ("mase", "MASE")
@@ -92,7 +93,7 @@ def format_table(rows: list[dict]) -> str:
 @click.option("--version", "version", metavar="VERSION",
               help="Version to deploy (e.g. v3), or an alias whose version to copy "
                    "(e.g. --version challenger --alias production promotes the challenger).")
-@click.option("--alias", type=click.Choice(registry.ALIASES), default="production", show_default=True,
+@click.option("--alias", type=click.Choice(ALIASES), default="production", show_default=True,
               help="Alias to switch (with --version) or roll back (with --rollback).")
 @click.option("--rollback", "do_rollback", is_flag=True,
               help="Point the alias back at the version it had before its current one.")
@@ -111,14 +112,14 @@ def deploy_command(version, alias, do_rollback, do_list, verify, models_dir):
     try:
         root = Path(Config().MODELS_DIR) if models_dir is None else models_dir
         if do_list:
-            rows = registry.list_versions(root, verify=verify)
+            rows = list_versions(root, verify=verify)
             click.echo(format_table(rows) if rows else f"no finalized model versions in {root}")
             return
         if do_rollback:
-            entry = registry.rollback(root, alias)
+            entry = rollback(root, alias)
             click.echo(f"{alias}: {entry['from']} -> {entry['to']} (rolled back)")
             return
-        entry = registry.set_alias(root, alias, version)
+        entry = set_alias(root, alias, version)
         if entry["from"] == entry["to"]:
             click.echo(f"{alias} already points at {entry['to']}")
         else:

@@ -16,7 +16,7 @@ import pandas as pd
 import talib
 
 from crypto_predictor.errors import InvalidInput
-from crypto_predictor.features import _trusted_range, regularize
+from crypto_predictor.features import trusted_range, regularize
 
 INTERVAL_HOURS = {"1h": 1, "4h": 4, "1d": 24}
 SMA_PERIODS = (20, 50)
@@ -46,7 +46,7 @@ def resample(candles: pd.DataFrame, interval: str) -> pd.DataFrame:
     frame = regularize(candles[cols], "1h")
     if "outlier" in frame.columns:
         arrays = [frame[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close")]
-        high, low = _trusted_range(frame, *arrays)
+        high, low = trusted_range(frame, *arrays)
         frame = frame.assign(high=high, low=low)
     if interval == "1h" or frame.empty:
         return frame[["open", "high", "low", "close", "volume"]]

@@ -14,26 +14,25 @@ For each (asset, timeframe) of a verified bundle and each saved kind:
 * the naive (no-change) forecast is scored on the same rows, its interval history being the
   realised returns themselves (it has nothing to fit).
 
-Only the standard library, numpy and pandas are needed at import; models load lazily.
+Every file is read through ``registry.artifacts``, as serving reads it; models load lazily.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.bundle_layout import CALIBRATION_FILE, PAIR_FILE, bundle_pairs, pair_kinds
-from crypto_predictor.calibration import (DEFAULT_LEVELS, DirectionCalibrator, RollingConformal, direction_score,
-                                          level_key, rolling_intervals)
+from crypto_predictor.calibration import DEFAULT_LEVELS, direction_score, level_key, rolling_intervals
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
-from crypto_predictor.errors import DataNotFound, InvalidInput
-from crypto_predictor.evaluation import evaluate_predictions
-from crypto_predictor.registry import Bundle, verify_bundle
+from crypto_predictor.errors import DataNotFound
+from crypto_predictor.registry.artifacts import PAIR_FILE, KindArtifacts, PairArtifacts, bundle_pairs, read_pair
+from crypto_predictor.registry.bundle import Bundle
 from crypto_predictor.symbols import check_timeframe, resolve
+from crypto_predictor.timeutil import parse_time
+from crypto_predictor.training.metrics import evaluate_predictions
 
 # Nominal levels of the calibration (coverage) curve drawn by --plots.
 CURVE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -45,14 +44,6 @@ EXTRA_FIELDS = ("coverage_n_80", "coverage_n_95", "interval_width_95", "r2_oos")
 
 
 # ---------------------------------------------------------------- bundles and pairs
-
-def open_bundle_dir(path) -> Bundle:
-    """A bundle directory given directly (``--model_path``), verified like ``open_bundle`` does."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DataNotFound(f"no bundle directory at {root}")
-    return Bundle(path=root, manifest=verify_bundle(root))
-
 
 def select_pairs(bundle: Bundle, symbols=(), timeframes=()) -> list[tuple[str, str]]:
     """The requested pairs (default: all of the bundle's); anything the bundle lacks is an error."""
@@ -73,19 +64,6 @@ def select_pairs(bundle: Bundle, symbols=(), timeframes=()) -> list[tuple[str, s
         what = ", ".join(f"{a}/{t}" for a, t in missing) or "the requested pairs"
         raise DataNotFound(f"bundle {bundle.version} has no {what}; it has: {listing}")
     return wanted
-
-
-def parse_time(value, name: str) -> pd.Timestamp | None:
-    """An ISO time as tz-aware UTC (naive means UTC); InvalidInput if unreadable."""
-    if value is None or value == "":
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{name}: not an ISO date/time: {value!r} ({exc})") from None
-    if ts is pd.NaT:
-        raise InvalidInput(f"{name}: not an ISO date/time: {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 # ---------------------------------------------------------------- results
@@ -192,97 +170,100 @@ def _predict(model, X: pd.DataFrame, first: int) -> np.ndarray:
     return np.asarray(model.predict(X.iloc[start:]), dtype=float)[first - start:]
 
 
-def _load_kind(bundle: Bundle, asset: str, timeframe: str, kind: str):
-    from crypto_predictor.models import load_model
+@dataclass
+class _Rows:
+    """The pair's dataset on the bundle's features, and which rows are scored."""
 
-    bundle.artifact(asset, timeframe, kind, "model.json")  # listed in the manifest, hence verified
-    return load_model(bundle.path / asset / timeframe / kind)
+    X: pd.DataFrame
+    y: np.ndarray
+    close: np.ndarray
+    step: pd.Timedelta
+    origin: pd.Timestamp
+    pos: np.ndarray  # bar-grid position of every row
+    scored: np.ndarray  # bool mask of the rows at or after start
+
+    def positions(self, times) -> np.ndarray:
+        return _positions(times, self.origin, self.step)
+
+
+def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
+    ds = build_dataset(store, pair.asset, pair.timeframe, end=end)
+    missing = [f for f in pair.features if f not in ds.X.columns]
+    if missing:
+        ctx = ", ".join(pair.context) or "none"
+        raise DataNotFound(f"{pair.asset} {pair.timeframe}: cannot compute the bundle's features "
+                           f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (context assets: {ctx}; "
+                           "ingest them)")
+    X = ds.X[pair.features]
+    scored = np.ones(len(X), bool) if start is None else np.asarray(X.index >= start)
+    if not scored.any():
+        raise DataNotFound(f"no {pair.asset} {pair.timeframe} rows to score at or after {start.isoformat()} "
+                           f"(rows with a realised target end at {X.index[-1].isoformat()})")
+    step = pd.Timedelta(hours=BAR_HOURS[ds.bar])
+    return _Rows(X, ds.y.to_numpy(dtype=float), ds.close.to_numpy(dtype=float), step, X.index[0],
+                 _positions(X.index, X.index[0], step), scored)
+
+
+def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int) -> KindResult:
+    """One kind's predictions, causal intervals and confidence on the scored rows."""
+    conformal = art.conformal
+    scale = conformal.scale(rows.close)  # None when the intervals are not volatility-normalised
+    index = rows.X.index
+    first_scored = index[rows.scored][0]
+    # Stored residuals: only those made before the window (later ones would be in-sample here).
+    stored = art.residuals
+    keep = np.asarray(stored.times < first_scored)
+    s_pos, s_res = rows.positions(stored.times[keep]), stored.values[keep]
+    s_scale = None if scale is None else stored.scales[keep]
+    # Residual history also gains the rows between training and the window whose targets lie
+    # wholly after the training data (honest post-training errors), then the window itself.
+    fresh = rows.scored | np.asarray(index >= art.pair.data_end + rows.step * horizon)
+    if len(stored.times):
+        fresh &= rows.scored | np.asarray(index > stored.times.max())
+    fresh_first = int(np.argmax(fresh))
+    model = art.load_model()
+    pred_from = _predict(model, rows.X, fresh_first)
+    f_rows = np.flatnonzero(fresh)
+    res_pos = np.concatenate([s_pos, rows.pos[f_rows]])
+    residuals = np.concatenate([s_res, rows.y[f_rows] - pred_from[f_rows - fresh_first]])
+    res_scale = None if scale is None else np.concatenate([s_scale, scale[f_rows]])
+    y_pred = pred_from[np.flatnonzero(rows.scored) - fresh_first]
+    inputs = ConformalInputs(res_pos, residuals, res_scale, rows.pos[rows.scored], y_pred,
+                             None if scale is None else scale[rows.scored], horizon, conformal.window,
+                             conformal.min_history, conformal.symmetric)
+    iv = inputs.intervals(conformal.levels)
+    confidence = art.calibrator.predict_proba(direction_score(y_pred, iv["error_scale"]))
+    return KindResult(art.kind, model, y_pred, iv, confidence, inputs)
+
+
+def _score_naive(rows: _Rows, ref: ConformalInputs, scale, horizon: int) -> KindResult:
+    """Naive: nothing to fit, so every realised return up to the window is honest history."""
+    inputs = ConformalInputs(rows.pos, rows.y.copy(), scale, rows.pos[rows.scored], np.zeros(rows.scored.sum()),
+                             None if scale is None else scale[rows.scored], horizon, ref.window, ref.min_history,
+                             ref.symmetric)
+    return KindResult("naive", None, inputs.query_pred, inputs.intervals(DEFAULT_LEVELS), None, inputs)
 
 
 def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None, end=None) -> PairEvaluation:
     """Score every saved kind of one pair on the rows at or after ``start`` (candles up to ``end``)."""
     start, end = parse_time(start, "--start"), parse_time(end, "--end")
-    meta = bundle.read_json(asset, timeframe, PAIR_FILE)
-    horizon = int(meta["horizon"])
-    ds = build_dataset(store, asset, timeframe, end=end)
-    if ds.bar != meta["bar"] or ds.horizon != horizon:
-        raise InvalidInput(f"{asset} {timeframe}: bundle was trained on {meta['bar']} bars, horizon {horizon}; "
-                           f"this code builds {ds.bar} bars, horizon {ds.horizon}")
-    missing = [f for f in meta["features"] if f not in ds.X.columns]
-    if missing:
-        ctx = ", ".join(meta.get("context") or []) or "none"
-        raise DataNotFound(f"{asset} {timeframe}: cannot compute the bundle's features {', '.join(missing[:4])}"
-                           f"{' ...' if len(missing) > 4 else ''} (context assets: {ctx}; ingest them)")
-    X = ds.X[meta["features"]]
-    y = ds.y.to_numpy(dtype=float)
-    close = ds.close.to_numpy(dtype=float)
-    step = pd.Timedelta(hours=BAR_HOURS[ds.bar])
-    origin = X.index[0]
-    pos_all = _positions(X.index, origin, step)
-    scored = np.ones(len(X), bool) if start is None else np.asarray(X.index >= start)
-    if not scored.any():
-        raise DataNotFound(f"no {asset} {timeframe} rows to score at or after {start.isoformat()} "
-                           f"(rows with a realised target end at {X.index[-1].isoformat()})")
-    index = X.index[scored]
-    training_range = tuple(meta["data_range"])
-    result = PairEvaluation(asset, timeframe, ds.bar, horizon, list(meta["features"]), index, y[scored],
-                            close[scored], training_range, _sample_status(index, training_range, step, horizon))
-
-    kinds = pair_kinds(bundle, asset, timeframe)
-    if not kinds:
+    pair = read_pair(bundle, asset, timeframe)
+    if not pair.kinds:
         raise DataNotFound(f"bundle {bundle.version} has no model for {asset} {timeframe}")
-    scale_all = None
-    for kind in kinds:
-        state = bundle.read_json(asset, timeframe, kind, CALIBRATION_FILE)
-        conformal = RollingConformal(**state["conformal"])
-        if conformal.horizon != horizon:
-            raise InvalidInput(f"{asset} {timeframe} {kind}: calibration horizon {conformal.horizon} != {horizon}")
-        scale = conformal.scale(close)  # None when the intervals are not volatility-normalised
-        scale_all = scale if scale_all is None else scale_all
-
-        # Stored residuals: only those made before the window (later ones would be in-sample here).
-        stored = state["residuals"]
-        s_time = pd.to_datetime(pd.Series(stored["time"], dtype=object), utc=True)
-        keep = np.asarray(s_time < index[0])
-        s_pos = _positions(s_time[keep], origin, step)
-        s_res = np.asarray(stored["residual"], dtype=float)[keep]
-        s_scale = None
-        if scale is not None:
-            if stored.get("scale") is None:
-                raise InvalidInput(f"{asset} {timeframe} {kind}: calibration is volatility-normalised but "
-                                   "stores no residual scales")
-            s_scale = np.asarray([np.nan if v is None else v for v in stored["scale"]], dtype=float)[keep]
-        # Residual history also gains the rows between training and the window whose targets lie
-        # wholly after the training data (honest post-training errors), then the window itself.
-        fresh = scored | np.asarray(X.index >= pd.Timestamp(training_range[1]) + step * horizon)
-        if len(s_time):
-            fresh &= scored | np.asarray(X.index > s_time.max())
-        fresh_first = int(np.argmax(fresh))
-        model = _load_kind(bundle, asset, timeframe, kind)
-        pred_from = _predict(model, X, fresh_first)
-        f_rows = np.flatnonzero(fresh)
-        f_pred = pred_from[f_rows - fresh_first]
-        res_pos = np.concatenate([s_pos, pos_all[f_rows]])
-        residuals = np.concatenate([s_res, y[f_rows] - f_pred])
-        res_scale = None if scale is None else np.concatenate([s_scale, scale[f_rows]])
-        y_pred = pred_from[np.flatnonzero(scored) - fresh_first]
-        inputs = ConformalInputs(res_pos, residuals, res_scale, pos_all[scored], y_pred,
-                                 None if scale is None else scale[scored], horizon, conformal.window,
-                                 conformal.min_history, conformal.symmetric)
-        iv = inputs.intervals(conformal.levels)
-        calibrator = DirectionCalibrator.from_state(state["direction_calibrator"])
-        confidence = calibrator.predict_proba(direction_score(y_pred, iv["error_scale"]))
-        result.kinds[kind] = KindResult(kind, model, y_pred, iv, confidence, inputs)
-
-    # Naive: nothing to fit, so every realised return up to the window is honest history.
-    ref = next(iter(result.kinds.values())).conformal
-    naive_inputs = ConformalInputs(pos_all, y.copy(), scale_all, pos_all[scored], np.zeros(scored.sum()),
-                                   None if scale_all is None else scale_all[scored], horizon, ref.window,
-                                   ref.min_history, ref.symmetric)
-    naive_iv = naive_inputs.intervals(DEFAULT_LEVELS)
-    result.naive = KindResult("naive", None, naive_inputs.query_pred, naive_iv, None, naive_inputs)
+    rows = _rows(pair, store, start, end)
+    index = rows.X.index[rows.scored]
+    result = PairEvaluation(asset, timeframe, pair.bar, pair.horizon, list(pair.features), index,
+                            rows.y[rows.scored], rows.close[rows.scored], pair.data_range,
+                            _sample_status(index, pair.data_range, rows.step, pair.horizon))
+    arts = [pair.kind(kind) for kind in pair.kinds]
+    for art in arts:
+        result.kinds[art.kind] = _score_kind(art, rows, pair.horizon)
+    # The naive forecast's intervals are volatility-normalised like the kinds' (when they are).
+    scale = next((s for s in (a.conformal.scale(rows.close) for a in arts) if s is not None), None)
+    result.naive = _score_naive(rows, next(iter(result.kinds.values())).conformal, scale, pair.horizon)
 
     bounds = ("lower80", "upper80", "lower95", "upper95")
+    naive_iv = result.naive.intervals
     naive_row = None
     for kind, kr in result.kinds.items():
         model_row, naive_row = evaluate_predictions(
@@ -329,44 +310,3 @@ def report(bundle: Bundle, evaluations: list[PairEvaluation], start=None, end=No
                    "training_range": list(e.training_range), "sample": e.sample} for e in evaluations],
         "warnings": [w for w in (e.warning() for e in evaluations) if w],
     }
-
-
-# ---------------------------------------------------------------- for the plots
-
-def feature_importance(evaluation: PairEvaluation) -> tuple[str, pd.Series] | None:
-    """(kind, importance per feature, largest first): xgboost, else random forest, else linear.
-
-    Tree kinds: xgboost's total gain per feature from the fitted booster (``booster_``).
-    Linear: |coefficient| on standardised features (``coef_``), comparable across features.
-    Ensemble members are searched too; the LSTM has no cheap importance and is skipped.
-    """
-    candidates = []
-    for kind, kr in evaluation.kinds.items():
-        candidates.append((kind, kr.model))
-        candidates += [(f"{kind}:{m.kind}", m) for m in getattr(kr.model, "members_", [])]
-    preference = {"xgboost": 0, "random_forest": 1, "linear": 2}
-    candidates.sort(key=lambda c: preference.get(getattr(c[1], "kind", ""), 9))  # stable: bundle order next
-    names = evaluation.features
-    for label, model in candidates:
-        booster = getattr(model, "booster_", None)
-        if booster is not None:
-            gain = booster.get_score(importance_type="total_gain")  # keys f0, f1, ... (fitted on arrays)
-            values = [gain.get(f"f{i}", gain.get(name, 0.0)) for i, name in enumerate(names)]
-            return label, pd.Series(values, index=names, dtype=float).sort_values(ascending=False)
-        coef = getattr(model, "coef_", None)
-        if coef is not None and len(np.ravel(coef)) == len(names):
-            return label, pd.Series(np.abs(np.ravel(coef)), index=names).sort_values(ascending=False)
-    return None
-
-
-def confidence_reliability(evaluation: PairEvaluation, kind: str, bins: int = 5) -> pd.DataFrame:
-    """Mean confidence vs observed hit rate per confidence quantile bin (rows with a direction)."""
-    kr = evaluation.kinds[kind]
-    t, p = np.sign(evaluation.y_true), np.sign(kr.y_pred)
-    ok = (t != 0) & (p != 0) & np.isfinite(kr.confidence)
-    frame = pd.DataFrame({"confidence": kr.confidence[ok], "hit": (t[ok] == p[ok]).astype(float)})
-    if frame.empty:
-        return frame.assign(n=[])
-    frame["bin"] = pd.qcut(frame["confidence"].rank(method="first"), min(bins, len(frame)), labels=False)
-    return frame.groupby("bin").agg(confidence=("confidence", "mean"), hit=("hit", "mean"),
-                                    n=("hit", "size")).reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""What a worker's predictions read from the candle store, remembered between requests.
+"""Every memo of a serving worker: what predictions read from the candle store and what is derived
+from it (bars, feature rows, model inputs, interval statistics), remembered between requests.
 
 Steady state (no new candle) an uncached prediction then costs the models and the interval
 maths only: the newest candle times come from a short memo, and the candle windows, bars
@@ -8,9 +9,10 @@ Freshness. ``latest`` asks the store for the newest hourly candle time of every 
 request needs in ONE query and remembers each answer for ``ttl`` seconds
 (LATEST_TIME_TTL_SECONDS, default 1; 0 asks every time). A candle stored by another process
 (an ingest job, another worker's live refresh) is therefore seen at most ``ttl`` seconds
-late, and a response-cache key built from it (api/v1_predict.py) can outlive that candle by
+late, and a response-cache key built from it (api/predict.py) can outlive that candle by
 the same bound. Candles this worker stores itself (its live refresh) are seen at once:
-``forget(asset)`` drops the memo and every window built from that asset.
+``forget(asset)`` drops the memo, every window built from that asset and every feature row
+(any pair may use the asset as context; this happens hourly at most).
 
 Invalidation of the derived data (windows, bars, and the service's feature rows). Each
 entry is keyed by the newest candle time of its asset (and of the context assets for
@@ -18,10 +20,11 @@ features): a newly stored candle gives a new key, so nothing computed from older
 is used again. An upsert that corrects an OLDER candle leaves the newest time unchanged, so
 it cannot be seen in the key; such corrections are picked up when the next candle lands or,
 at the latest, when everything is dropped every ``max_age`` seconds (FEATURE_CACHE_SECONDS,
-default 300; 0 recomputes on every request). ``expired()`` tells the service when to drop
-its own entries on the same schedule. The interval statistics (post-training residuals) are
-the exception: they are refreshed with the next candle only, since rebuilding them runs the
-models over the whole residual window.
+default 300; 0 recomputes on every request). ``expired()`` drops the windows, bars,
+the feature rows and inputs on the same schedule. The interval statistics (post-training
+residuals) are the exception: they are refreshed with the next candle only, since rebuilding
+them runs the models over the whole residual window. After a model swap ``keep_versions``
+drops the inputs and statistics of versions no longer loaded.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import time
 import pandas as pd
 from sqlalchemy import func, select
 
-from crypto_predictor.datasets import bars as make_bars
-from crypto_predictor.market.frames import to_utc
-from crypto_predictor.market.store import candles
+from crypto_predictor.datasets import bars as make_bars, context_usable
+from crypto_predictor.storage.tables import candles
+from crypto_predictor.symbols import TIMEFRAMES
+from crypto_predictor.timeutil import iso, to_utc
 
 INTERVAL = "1h"
 
@@ -47,6 +51,9 @@ class ServingData:
         self._latest: dict = {}  # asset -> (monotonic time asked, newest open time or None)
         self._windows: dict = {}  # asset -> (newest open time, first open time, hourly candles)
         self._bars: dict = {}  # (asset, bar) -> ((first, newest open time), bars, number of hourly candles)
+        self._frames: dict = {}  # (asset, bar) -> (key, features, bars) of the newest candles
+        self._inputs: dict = {}  # (version, asset, timeframe) -> (key, PairInputs, data_as_of, target_time)
+        self._stats: dict = {}  # (version, asset, timeframe) -> (newest bar, IntervalStats | None)
         self._cleared = monotonic()
 
     # ---------------------------------------------------------------- newest candle times
@@ -90,17 +97,27 @@ class ServingData:
         self._windows.pop(asset, None)
         for key in [k for k in self._bars if k[0] == asset]:
             self._bars.pop(key, None)
+        self._frames.clear()
+        self._inputs.clear()
+
+    def keep_versions(self, versions) -> None:
+        """Forget the inputs and interval statistics of bundles no longer loaded."""
+        keep = set(versions)
+        self._stats = {k: v for k, v in self._stats.items() if k[0] in keep}
+        self._inputs = {k: v for k, v in self._inputs.items() if k[0] in keep}
 
     # ---------------------------------------------------------------- derived data
 
     def expired(self) -> bool:
-        """True once every ``max_age`` seconds, after dropping every window and bar frame."""
+        """True once every ``max_age`` seconds, after dropping every window, bar frame and feature row."""
         now = self._monotonic()
         if now - self._cleared < self.max_age:
             return False
         self._cleared = now
         self._windows.clear()
         self._bars.clear()
+        self._frames.clear()
+        self._inputs.clear()
         return True
 
     def window(self, asset: str, start: pd.Timestamp, latest: pd.Timestamp) -> pd.DataFrame:
@@ -121,3 +138,49 @@ class ServingData:
             window = self.window(asset, start, latest)
             cached = self._bars[key] = ((start, latest), make_bars(window, bar), len(window))
         return cached[1], cached[2]
+
+    # ---------------------------------------------------------------- per pair
+
+    def features(self, pair, start: pd.Timestamp, latest: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(features, bars) for the pair's window; 1h and 24h (7d and 30d) pairs of an asset share
+        them, and a context asset's bars are made once for every pair using them."""
+        key = (pair.asset, pair.bar, start, tuple((a, latest[a]) for a in sorted(latest)))
+        cached = self._frames.get((pair.asset, pair.bar))
+        if cached is None or cached[0] != key:
+            own, _ = self.bars(pair.asset, pair.bar, start, latest[pair.asset])
+            ctx = {}
+            for name in pair.context:
+                frame, n_candles = self.bars(name, pair.bar, start, latest[name])
+                if context_usable(n_candles):
+                    ctx[name] = frame
+            cached = self._frames[(pair.asset, pair.bar)] = (key, *pair.frame_from_bars(own, ctx))
+        return cached[1], cached[2]
+
+    def pair_inputs(self, pair, latest: dict) -> tuple:
+        """(PairInputs, data_as_of, target_time) of the pair's newest bar, made once per newest candle times."""
+        key = tuple((a, latest[a]) for a in sorted(latest))  # the window start follows from these
+        slot = (pair.version, pair.asset, pair.timeframe)
+        entry = self._inputs.get(slot)
+        if entry is None or entry[0] != key:
+            inputs = pair.inputs(*self.features(pair, pair.window_start(latest[pair.asset]), latest))
+            as_of = inputs.bar_time + pair.step
+            entry = self._inputs[slot] = (key, inputs, iso(as_of),
+                                          iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])))
+        return entry[1:]
+
+    def interval_stats(self, pair, newest_bar: pd.Timestamp, latest: dict):
+        """The pair's conformal offsets from stored plus post-training residuals, once per newest bar."""
+        key = (pair.version, pair.asset, pair.timeframe)
+        cached = self._stats.get(key)
+        if cached is not None and cached[0] == newest_bar:
+            return cached[1]
+        span = pair.post_training_range(newest_bar)
+        post, scales = None, None
+        if span is not None:
+            start = pair.window_start(latest[pair.asset], span[0] - (pair.context_rows - 1) * pair.step)
+            own = self.window(pair.asset, start, latest[pair.asset])
+            ctx = {c: self.window(c, start, latest[c]) for c in pair.context}
+            post, scales = pair.post_training_residuals(own, ctx, *span)
+        stats = pair.interval_stats(post, scales)
+        self._stats[key] = (newest_bar, stats)
+        return stats

@@ -7,9 +7,10 @@ import time
 
 import click
 
-from crypto_predictor.config import Config
+from crypto_predictor.cli.common import ingest_csv, open_store, resolve_symbols, stored_assets
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe
+from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
 
 MODEL_CHOICES = ["linear", "random_forest", "xgboost", "lstm", "ensemble", "all"]
 
@@ -60,20 +61,13 @@ def format_summary(results) -> list[str]:
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,
                   jobs):
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
-    from crypto_predictor.cli import resolve_symbols
-    from crypto_predictor.market.store import CandleStore
-    from crypto_predictor.training import Skipped, TrainOptions, expand_kinds, train_run
-
-    config = Config()
-    url = database_url or config.DATABASE_URL
     tfs = _timeframes(timeframes)
+    config, store = open_store(database_url)
     try:
-        store = CandleStore(url)
-        store.init_schema()
         available = None
         if data_dir:
-            available = _ingest(store, data_dir, symbols)
-        assets = resolve_symbols(symbols, available or _stored_assets(store))
+            available = ingest_csv(store, data_dir, symbols)
+        assets = resolve_symbols(symbols, available or stored_assets(store))
         if not assets:
             raise click.ClickException("no candles stored; pass --data-dir or run `python -m crypto_predictor ingest`")
         options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end)
@@ -86,7 +80,7 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
                     skipped.append(r)
                 bar.update(1, f"{r.asset} {r.timeframe}")
 
-            version, results = train_run(url, assets, tfs, options, models_dir or config.MODELS_DIR, n_jobs=jobs,
+            version, results = train_run(config.DATABASE_URL, assets, tfs, options, models_dir or config.MODELS_DIR, n_jobs=jobs,
                                          on_done=done)
     except CryptoPredictorError as exc:
         raise click.ClickException(exc.message) from exc
@@ -96,31 +90,3 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
         click.echo(f"skipped {s.asset} {s.timeframe}: {s.reason}")
     click.echo(f"trained {len(results)} pair(s) x {len(options.kinds)} kind(s) in {time.perf_counter() - started:.1f}s")
     click.echo(version)
-
-
-def _stored_assets(store) -> list[str]:
-    from sqlalchemy import select
-
-    from crypto_predictor.market.store import candles
-    from crypto_predictor.symbols import supported_ids
-
-    with store.engine.connect() as conn:
-        stored = {row[0] for row in conn.execute(select(candles.c.asset).distinct())}
-    return [a for a in supported_ids() if a in stored]
-
-
-def _ingest(store, data_dir, symbols) -> list[str]:
-    from crypto_predictor.cli import resolve_symbols
-    from crypto_predictor.market.csvdir import CsvSource
-    from crypto_predictor.market.ingest import ingest_asset
-    from crypto_predictor.datasets import context_asset
-
-    source = CsvSource(data_dir)
-    wanted = resolve_symbols(symbols, source.available("1h"))
-    # Cross-asset features need the context asset's candles too.
-    needed = list(dict.fromkeys(wanted + [context_asset(a) for a in wanted if context_asset(a) in source.available("1h")]))
-    for asset in needed:
-        report = ingest_asset(source, store, asset)
-        click.echo(f"ingested {asset}: {report.inserted} new, {report.updated} updated, "
-                   f"{report.validation.rejected_total} rejected", err=True)
-    return wanted

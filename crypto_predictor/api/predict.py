@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from crypto_predictor.api import schemas
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, client_id, get_service
-from crypto_predictor.api.v1 import bp
+
+bp = Blueprint("predict", __name__)
 
 
 # A cache entry: (data as JSON bytes, symbol, model_version, timeframe, model_accuracy).

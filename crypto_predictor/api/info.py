@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 
 import pandas as pd
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from crypto_predictor.analysis import analyse, history_hours
 from crypto_predictor.api import schemas
 from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
-from crypto_predictor.api.v1 import bp
 from crypto_predictor.errors import DataNotFound
+from crypto_predictor.serving.analysis import analyse, history_hours
 from crypto_predictor.symbols import ASSETS, INTERVALS_MS, TIMEFRAMES, resolve
+
+bp = Blueprint("info", __name__)
 
 
 def _ok(data, started: float, **metadata):

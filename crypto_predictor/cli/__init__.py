@@ -1,0 +1,1 @@
+"""The command line: ``main`` holds the click group, one module per command group, ``common`` what they share."""

@@ -1,0 +1,78 @@
+"""``init`` and ``ingest``: create the schema, and load validated candles from a source into the store."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+import pandas as pd
+
+from crypto_predictor.cli.common import open_store, resolve_symbols
+from crypto_predictor.config import MARKET_SOURCES
+from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.market import get_source
+from crypto_predictor.market.ingest import ingest_asset, resume_start
+from crypto_predictor.storage.tables import metadata
+from crypto_predictor.symbols import INTERVALS_MS
+
+DEFAULT_LIVE_DAYS = 30
+
+
+@click.command()
+@click.option("--database-url", envvar="DATABASE_URL", default=None,
+              help="SQLAlchemy URL of the store (default: DATABASE_URL or a SQLite file under instance/).")
+def init(database_url):
+    """Create the database schema (idempotent)."""
+    _config, store = open_store(database_url)
+    click.echo(f"schema ready at {store.engine.url.render_as_string(hide_password=True)}: "
+               f"{', '.join(sorted(metadata.tables))}")
+
+
+@click.command()
+@click.option("--source", type=click.Choice(MARKET_SOURCES), default=None,
+              help="Where candles come from (default: MARKET_DATA_SOURCE, else binance).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory of <PAIR>-<interval>.csv[.gz] files for --source csv (default: MARKET_DATA_DIR).")
+@click.option("--symbol", "symbols", multiple=True,
+              help="Asset to ingest (bitcoin, BTC or BTCUSDT); repeatable; 'all' or none = every one available.")
+@click.option("--interval", default="1h", show_default=True, type=click.Choice(list(INTERVALS_MS)),
+              help="Candle interval.")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Only the last N days. Live sources default to catching up from the newest stored "
+                   f"candle, or {DEFAULT_LIVE_DAYS} days on an empty store; csv defaults to the whole file.")
+@click.option("--database-url", envvar="DATABASE_URL", default=None, help="Store URL (default: DATABASE_URL).")
+def ingest(source, data_dir, symbols, interval, days, database_url):
+    """Fetch candles, validate them, store them and print a report per asset."""
+    config, store = open_store(database_url)
+    source_name = source or config.MARKET_DATA_SOURCE
+    try:
+        src = get_source(source_name, config, data_dir=data_dir)
+        available = src.available(interval) if source_name == "csv" else None
+        assets = resolve_symbols(symbols, available)
+    except CryptoPredictorError as exc:
+        raise click.ClickException(exc.message) from exc
+    if not assets:
+        raise click.ClickException(f"no {interval} files for any supported asset in {data_dir or config.MARKET_DATA_DIR}")
+
+    started, total_rows, reports = time.perf_counter(), 0, []
+    with click.progressbar(assets, label=f"ingest {source_name}", file=sys.stderr,
+                           item_show_func=lambda a: a or "") as bar:
+        for asset in bar:
+            start = None
+            if source_name != "csv":
+                now = pd.Timestamp.now(tz="UTC")
+                start = (now - pd.Timedelta(days=days) if days is not None
+                         else resume_start(store, asset, interval, now, DEFAULT_LIVE_DAYS))
+            try:
+                report = ingest_asset(src, store, asset, interval=interval, start=start, last_days=days)
+            except CryptoPredictorError as exc:
+                raise click.ClickException(f"{asset}: {exc.message}") from exc
+            reports.append(report)
+            total_rows += report.received
+    elapsed = time.perf_counter() - started
+    for report in reports:
+        for line in report.lines():
+            click.echo(line)
+    rate = total_rows / elapsed if elapsed > 0 else float("inf")
+    click.echo(f"ingested {len(reports)} asset(s), {total_rows} rows in {elapsed:.2f}s ({rate:,.0f} rows/s)")

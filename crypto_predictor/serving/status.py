@@ -1,0 +1,132 @@
+"""Read-only reports of a PredictionService: the model store, walk-forward and live performance,
+a symbol's prediction history, and readiness (health).
+
+Live figures come from the prediction log; ``performance`` and ``history`` first fill in
+realised prices (at most every VERIFY_EVERY_SECONDS), so they are never far behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import pandas as pd
+from sqlalchemy import text
+
+from crypto_predictor.registry.aliases import ALIASES, get_aliases, resolve_version
+from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.registry.catalog import list_versions
+from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy
+from crypto_predictor.serving.prediction_log import verify
+from crypto_predictor.symbols import resolve
+
+log = logging.getLogger(__name__)
+
+HOUR = pd.Timedelta(hours=1)
+
+VERIFY_EVERY_SECONDS = 60  # prediction-log verification from history()/performance()
+WALK_FORWARD_FIELDS = ("n", "mae", "rmse", "mase", "r2_oos", "directional_accuracy",
+                       "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80")
+
+
+class StatusReports:
+    """What ``PredictionService.versions/performance/history/health`` answer; owns no model state."""
+
+    def __init__(self, service):
+        self.service = service
+        self._verified = -math.inf
+
+    def versions(self) -> dict:
+        svc = self.service
+        served = svc.snapshot()
+        rows = [{k: v for k, v in row.items() if k != "path"} for row in list_versions(svc.models_dir)]
+        return {"versions": rows, "aliases": get_aliases(svc.models_dir), "serving": dict(served.aliases),
+                "loaded": svc.models.loaded()}
+
+    def _verify_log(self) -> None:
+        svc = self.service
+        if svc.log is None or time.monotonic() - self._verified < VERIFY_EVERY_SECONDS:
+            return
+        self._verified = time.monotonic()
+        svc.log.flush(timeout=2.0)
+        try:
+            verify(svc.store)
+        except Exception as exc:  # live figures are then a little behind, nothing worse
+            log.warning("prediction log verification failed: %s", exc)
+
+    def performance(self, version) -> dict:
+        svc = self.service
+        served = svc.snapshot()
+        name = version if version not in (None, "") else "production"
+        if name in ALIASES and name in served.aliases:
+            resolved = served.aliases[name]
+        else:
+            resolved = resolve_version(svc.models_dir, name)
+        bundle = served.bundles.get(resolved)  # a served version's manifest is already loaded
+        manifest = bundle.manifest if bundle is not None else load_manifest(svc.models_dir / resolved)
+        overall = (manifest.get("metrics") or {}).get("overall") or {}
+        walk_forward = {asset: {tf: {kind: {k: row.get(k) for k in WALK_FORWARD_FIELDS} for kind, row in kinds.items()}
+                                for tf, kinds in tfs.items()} for asset, tfs in overall.items()}
+        out = {"version": resolved, "created_at": manifest.get("created_at"), "data_range": manifest.get("data_range"),
+               "walk_forward": walk_forward, "live": [], "ab_test": None}
+        if svc.log is None:
+            return out
+        self._verify_log()
+        engine = svc.store.engine
+        out["live"] = live_accuracy(engine, version=resolved)
+
+        def overall_live(v):
+            rows = live_accuracy(engine, version=v, by=())
+            return {"version": v, "live": rows[0] if rows and rows[0]["n"] else None}
+
+        if served.aliases.get("challenger"):
+            out["ab_test"] = {"challenger_share": svc.ab_share,
+                              **{alias: overall_live(served.aliases[alias]) for alias in served.aliases}}
+        return out
+
+    def history(self, symbol, limit=50) -> list[dict]:
+        svc = self.service
+        asset = resolve(symbol).id
+        if svc.log is None:
+            return []
+        self._verify_log()
+        return live_history(svc.store.engine, asset, max(1, min(int(limit), 1000)))
+
+    def health(self) -> dict:
+        svc = self.service
+        try:
+            served = svc.snapshot()
+        except Exception as exc:  # health answers even when loading itself blows up
+            served = svc.models.served
+            svc.models.record_failure(None, None, exc)
+        production = served.aliases.get("production")
+        model = {"ok": production is not None, "version": production, "challenger": served.aliases.get("challenger"),
+                 "loaded": svc.models.loaded(), "refused": svc.models.failure}
+        checks = {"model": model}
+        try:
+            with svc.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["data"] = self._data_check(served, production) if checks["database"]["ok"] else {"ok": False}
+        if svc.log is not None:
+            checks["prediction_log"] = {"ok": True, **svc.log.stats()}
+        ok = all(checks[k]["ok"] for k in ("model", "database", "data"))
+        return {"ok": ok, "model_version": production, "checks": checks}
+
+    def _data_check(self, served, production) -> dict:
+        svc = self.service
+        bundle = served.bundles.get(production)
+        assets = sorted({a for a, _ in bundle.pairs}) if bundle else ["bitcoin"]
+        now = svc.now()
+        ages = {}
+        for asset, latest in svc.data.query_latest(assets).items():  # health reads the store itself
+            ages[asset] = None if latest is None else round((now - latest - HOUR).total_seconds() / 3600, 2)
+        known = [a for a in ages.values() if a is not None]
+        ok = bool(known) and len(known) == len(ages)
+        if svc.source is not None and svc.max_age_hours > 0:
+            ok = ok and max(known) <= svc.max_age_hours
+        return {"ok": ok, "age_hours": max(known) if known else None, "assets": ages,
+                "live_source": None if svc.source is None else getattr(svc.source, "name", "custom")}
