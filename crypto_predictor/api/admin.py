@@ -22,7 +22,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from crypto_predictor.api.auth import bearer_matches, presented_bearer, unauthorized
 from crypto_predictor.api.errors import error_response
 from crypto_predictor.api.extensions import cache
+from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import get_service
+from crypto_predictor.api.schemas import Generic
 
 bp = Blueprint("admin", __name__)
 log = logging.getLogger("crypto_predictor.api")
@@ -48,11 +50,28 @@ def no_store(response):
     return response
 
 
+ADMIN_ERRORS = {401: "Missing or wrong bearer token (WWW-Authenticate: Bearer)",
+                403: "Admin endpoints are disabled: ADMIN_TOKEN is not set (admin_disabled)",
+                413: "A body declared larger than 64 KiB (admin routes take no body)"}
+WORKER_NOTE = (" The answer names the worker_pid that handled it: each Gunicorn worker and instance acts on its "
+               "own state.")
+
+
+def _admin(summary: str, description: str, errors=None):
+    return operation(summary=summary, description=description + WORKER_NOTE, tags=("admin",), response=Generic,
+                     security=({"adminToken": []},), errors={**ADMIN_ERRORS, **(errors or {})},
+                     common_errors=(429, 500))
+
+
 def _ok(data: dict):
     return jsonify({"status": "success", "data": {**data, "worker_pid": os.getpid()}})
 
 
 @bp.post("/models/reload")
+@_admin("Re-read the model aliases now",
+        "Loads what production and challenger point at in the answering worker (other workers notice within "
+        "MODEL_POLL_SECONDS). data: swapped, production, challenger, loaded, refused.",
+        {503: "The bundle could not be loaded or the store is unreachable"})
 def reload_models():
     service = get_service()
     swapped = service.refresh_models(force=True)
@@ -64,6 +83,10 @@ def reload_models():
 
 
 @bp.post("/cache/clear")
+@_admin("Clear the response cache",
+        "With Redis (CACHE_REDIS_URL) the shared cache of every worker and instance; otherwise only the answering "
+        "worker's in-process cache. data: cleared, backend, scope.",
+        {503: "The cache backend could not be reached (cache_unavailable)"})
 def clear_cache():
     backend = type(cache.cache).__name__
     try:
@@ -78,6 +101,9 @@ def clear_cache():
 
 
 @bp.get("/request-info")
+@_admin("The client address as the app sees it",
+        "remote_addr after PROXY_FIX_X_FOR is applied, the peer address and the raw X-Forwarded-For: how to check "
+        "the proxy setting after a deploy.")
 def request_info():
     """The client address as the app sees it: how to check PROXY_FIX_X_FOR after a deploy."""
     peer = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)

@@ -10,6 +10,9 @@ import logging
 
 from flask import Blueprint, current_app, jsonify
 
+from crypto_predictor.api.operations import operation
+from crypto_predictor.api.schemas import Health
+
 bp = Blueprint("health", __name__)
 log = logging.getLogger("crypto_predictor.api")
 
@@ -29,6 +32,10 @@ def _report() -> dict:
 
 
 @bp.get("/health")
+@operation(summary="Readiness: loaded model version, data freshness and checks", tags=("ops",), response=Health,
+           description="200 when a model is loaded and the store answers; 503 otherwise (same body, status "
+                       "error, with the error object).", errors={503: "Not ready (the Health body)"},
+           common_errors=())
 def health():
     report = _report()
     if report.get("ok"):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pandas as pd
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
-from crypto_predictor.api import schemas
 from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
+from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
+from crypto_predictor.api.schemas import Analysis, AnalysisQuery, Generic, HistoryQuery, SymbolPath, VersionPath
 from crypto_predictor.errors import DataNotFound
 from crypto_predictor.serving.analysis import analyse, history_hours
 from crypto_predictor.symbols import ASSETS, INTERVALS_MS, TIMEFRAMES, resolve
@@ -23,11 +24,19 @@ def _ok(data, started: float, **metadata):
 
 
 @bp.get("/analysis/<symbol>")
-def analysis(symbol: str):
+@operation(summary="Historical analysis: OHLCV, indicators, summary and a technical signal", tags=("analysis",),
+           description="`days` counts back from the newest stored candle, not from today (the store may end in "
+                       "the past). Hourly candles are resampled to 4h or 1d bars (UTC-aligned, complete bars "
+                       "only). The BUY/SELL/HOLD signal is a net vote of RSI, MACD, SMA trend, EMA cross and "
+                       "Bollinger bands on the last bar; it describes the chart and is not a forecast.",
+           query=AnalysisQuery, path=SymbolPath, response=Analysis,
+           errors={400: "Unknown interval (lists the valid ones)", 404: "Unknown symbol, or no candles stored for it",
+                   422: "days is not an integer from 1 to 365"})
+def analysis(symbol: str, query: AnalysisQuery):
     """Chart data for the newest ``days`` days in the store (the store may end in the past)."""
     started = time.perf_counter()
-    days, interval = schemas.parse_analysis_args(request.args)
-    asset = resolve(schemas.path_name(symbol)).id
+    days, interval = query.days, query.interval
+    asset = resolve(symbol).id
     note(symbol=asset)
     store = current_app.extensions["candle_store"]
     newest = store.latest_time(asset, "1h")
@@ -48,20 +57,25 @@ def analysis(symbol: str):
 
 
 @bp.get("/models")
+@operation(summary="Model versions with creation time, aliases and headline metrics", tags=("models",),
+           response=Generic)
 def models():
     started = time.perf_counter()
     return _ok(get_service().versions(), started)
 
 
 @bp.get("/models/performance/<model_version>")
+@operation(summary="Walk-forward metrics (vs the naive forecast) and live accuracy of one version", tags=("models",),
+           path=VersionPath, response=Generic, errors={404: "Unknown model version (lists the available ones)"})
 def model_performance(model_version: str):
     started = time.perf_counter()
-    data = get_service().performance(schemas.path_name(model_version, "model_version"))
+    data = get_service().performance(model_version)
     note(version=data.get("version") if isinstance(data, dict) else None)
     return _ok(data, started)
 
 
 @bp.get("/symbols")
+@operation(summary="Supported symbols, timeframes and analysis intervals", tags=("info",), response=Generic)
 def symbols():
     """Every supported asset, and which of them the production model serves (and at which timeframes)."""
     started = time.perf_counter()
@@ -75,10 +89,13 @@ def symbols():
 
 
 @bp.get("/predictions/<symbol>/history")
-def prediction_history(symbol: str):
+@operation(summary="Logged predictions of one symbol, newest first, with realised outcomes where known",
+           tags=("info",), query=HistoryQuery, path=SymbolPath, response=Generic,
+           errors={404: "Unknown symbol", 422: "limit is not an integer from 1 to 500"})
+def prediction_history(symbol: str, query: HistoryQuery):
     started = time.perf_counter()
-    limit = schemas.parse_history_args(request.args)
-    asset = resolve(schemas.path_name(symbol)).id
+    limit = query.limit
+    asset = resolve(symbol).id
     note(symbol=asset)
     rows = get_service().history(asset, limit=limit)
     return _ok(rows, started, count=len(rows), limit=limit)

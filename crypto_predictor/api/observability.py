@@ -21,6 +21,8 @@ import time
 from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
+from crypto_predictor.api.operations import operation
+
 REQUEST_LOGGER = "crypto_predictor.requests"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -149,6 +151,10 @@ metrics_bp = Blueprint("metrics", __name__)
 
 
 @metrics_bp.get("/metrics")
+@operation(summary="Prometheus metrics (summed over Gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set)",
+           description="Open unless METRICS_TOKEN is set; then it needs Authorization: Bearer <METRICS_TOKEN>.",
+           tags=("ops",), security=({}, {"metricsToken": []}), media_type="text/plain",
+           errors={401: "METRICS_TOKEN is set and the bearer token is missing or wrong"}, common_errors=())
 def metrics():
     return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
-from crypto_predictor.api import schemas
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
+from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, client_id, get_service
+from crypto_predictor.api.schemas import Batch, BatchRequest, Prediction, PredictRequest
 
 bp = Blueprint("predict", __name__)
 
@@ -66,21 +67,31 @@ def _store(slot, entry: tuple, timeframe: str) -> None:
         cache_set(slot[0], entry, timeframe)
 
 
+BODY_ERRORS = {400: "Body is not a JSON object (malformed_request), or unknown timeframe (lists the valid ones)",
+               422: "A field has the wrong type, is missing, too long or out of range (validation_error)"}
+
+
 @bp.post("/predict")
-def predict():
+@operation(summary="Predict one symbol's price at the end of a timeframe", tags=("predict",),
+           description="Served by the requested version, else by the client's A/B assignment (X-Client-Id "
+                       "header, else the peer address); the served version is always in data.model_version. "
+                       "Answers are cached until the next candle or model switch (metadata.cache_hit).",
+           body=PredictRequest, response=Prediction, example={"symbol": "bitcoin", "timeframe": "24h"},
+           headers=(("X-Client-Id", "Stable id of the app install, for A/B assignment"),),
+           errors={**BODY_ERRORS, 404: "Unknown symbol (lists the supported ones) or model version"})
+def predict(body: PredictRequest):
     started = time.perf_counter()
-    req = schemas.parse_predict(schemas.json_object(request))
-    note(symbol=req.symbol, timeframe=req.timeframe)
+    note(symbol=body.symbol, timeframe=body.timeframe)
     service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
     slot, entry = None, None
     if cache_enabled():
-        slot, entry = _lookup(service.cache_token(req.symbol, req.timeframe, req.model_version, cid), "predict")
+        slot, entry = _lookup(service.cache_token(body.symbol, body.timeframe, body.model_version, cid), "predict")
     hit = entry is not None
     if not hit:
-        entry = _cached(service.predict(req.symbol, req.timeframe, model_version=req.model_version,
+        entry = _cached(service.predict(body.symbol, body.timeframe, model_version=body.model_version,
                                         client_id=cid))
-        _store(slot, entry, req.timeframe)
+        _store(slot, entry, body.timeframe)
     _served(entry[_VERSION], entry[_TIMEFRAME], hit)
     note(symbol=entry[_SYMBOL], version=entry[_VERSION], cache_hit=hit)
     metadata = {"processing_time": round(time.perf_counter() - started, 6), "cache_hit": hit,
@@ -92,18 +103,22 @@ def predict():
 
 
 @bp.post("/predict/batch")
-def predict_batch():
+@operation(summary="Predict several symbols in one call", tags=("predict",),
+           description="One entry per requested symbol, in order; a symbol that fails is reported in its own "
+                       "entry (status error) and the call still answers 200.",
+           body=BatchRequest, response=Batch, example={"symbols": ["bitcoin", "ETH"], "timeframe": "7d"},
+           errors={**BODY_ERRORS, 404: "Unknown model version", 413: "More than 50 symbols, or body larger than 64 KiB"})
+def predict_batch(body: BatchRequest):
     started = time.perf_counter()
-    req = schemas.parse_batch(schemas.json_object(request))
-    note(symbol=",".join(req.symbols)[:200], timeframe=req.timeframe)
+    note(symbol=",".join(body.symbols)[:200], timeframe=body.timeframe)
     service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
-    version = service.resolve_version(req.model_version, cid)  # unknown version: 404 for the whole batch
-    entries, slots, misses = [None] * len(req.symbols), [None] * len(req.symbols), []
-    tokens = [None] * len(req.symbols)
+    version = service.resolve_version(body.model_version, cid)  # unknown version: 404 for the whole batch
+    entries, slots, misses = [None] * len(body.symbols), [None] * len(body.symbols), []
+    tokens = [None] * len(body.symbols)
     if cache_enabled():  # one routing and one newest-candle read for the whole batch
-        tokens = service.cache_tokens(req.symbols, req.timeframe, req.model_version, cid)
-    for i, symbol in enumerate(req.symbols):
+        tokens = service.cache_tokens(body.symbols, body.timeframe, body.model_version, cid)
+    for i, symbol in enumerate(body.symbols):
         cached = None
         if isinstance(tokens[i], tuple):  # else no cache or an error the service reports below
             slots[i], cached = _lookup(tokens[i], "batch")
@@ -114,14 +129,14 @@ def predict_batch():
             entries[i] = {"symbol": symbol, "status": "success", "data": current_app.json.loads(cached[_JSON]),
                           "cache_hit": True}
     if misses:
-        fresh = service.predict_batch([req.symbols[i] for i in misses], req.timeframe,
-                                      model_version=req.model_version, client_id=cid)
+        fresh = service.predict_batch([body.symbols[i] for i in misses], body.timeframe,
+                                      model_version=body.model_version, client_id=cid)
         for i, entry in zip(misses, fresh):
             entry = dict(entry, cache_hit=False)
             if entry.get("status") == "success":
                 data = entry["data"]
                 if slots[i] is not None:
-                    _store(slots[i], _cached(data), req.timeframe)
+                    _store(slots[i], _cached(data), body.timeframe)
                 _served(data.get("model_version"), data.get("timeframe"), False)
             entries[i] = entry
     ok = sum(1 for e in entries if e.get("status") == "success")

@@ -1,21 +1,27 @@
-"""Request validation: bodies and query strings in, plain typed values out.
+"""Request and response shapes, declared once as pydantic models: they validate requests and
+they are the schemas of the OpenAPI document (api/openapi.py).
 
-Rules (the same for every endpoint, and written into the OpenAPI document):
-- a body that is not JSON, or JSON that is not an object -> 400 ``malformed_request``;
+Rules (the same for every endpoint):
+- a body that is not JSON, or JSON that is not an object -> 400 ``malformed_request``
+  (api/operations.py parses the body with the standard library, whatever its Content-Type);
 - a field of the wrong type, missing, too long or out of range -> 422 ``validation_error``;
+- more than MAX_BATCH_SYMBOLS symbols -> 413 ``too_many_symbols``;
 - a well-typed value naming nothing we know (timeframe, interval) -> 400 listing the valid ones;
   an unknown symbol or model version is reported by the service (404);
 - fields we do not know are ignored, so older and newer app builds can share one API.
-The body is parsed whatever its Content-Type: some HTTP clients send JSON as text/plain.
+Responses are not validated at run time (the hot path stays lean); tests check real answers
+against these models.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional
 
-from crypto_predictor.api.errors import MalformedRequest, TooManySymbols, ValidationFailed
-from crypto_predictor.symbols import check_interval, check_timeframe
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, check_interval, check_timeframe, supported_ids
 
 MAX_BATCH_SYMBOLS = 50
 MAX_NAME_LENGTH = 64  # longest symbol / version name we accept (the real ones are far shorter)
@@ -27,125 +33,244 @@ HISTORY_LIMIT = (1, 500)
 DEFAULT_HISTORY_LIMIT = 50
 
 
-@dataclass(frozen=True)
-class PredictRequest:
-    symbol: str
-    timeframe: str
-    model_version: str | None
+# ---------------------------------------------------------------- field types
 
-
-@dataclass(frozen=True)
-class BatchRequest:
-    symbols: tuple
-    timeframe: str
-    model_version: str | None
-
-
-def json_object(request) -> dict:
-    """The request body as a dict; bodies over MAX_CONTENT_LENGTH raise 413 while being read."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise MalformedRequest("request body must be a JSON object; it is empty")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # bad syntax or encoding, absurd nesting, giant integers
-        raise MalformedRequest("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedRequest(f"request body must be a JSON object, got a JSON {_json_type(body)}")
-    return body
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _name(body: dict, field: str, required: bool) -> str | None:
-    value = body.get(field)
-    if value is None:
-        if required:
-            raise ValidationFailed(f"'{field}' is required", field=field)
-        return None
-    if not isinstance(value, str):
-        raise ValidationFailed(f"'{field}' must be a string, got a JSON {_json_type(value)}", field=field)
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValidationFailed(f"'{field}' must be at most {MAX_NAME_LENGTH} characters", field=field)
-    value = value.strip()
-    if not value and required:
-        raise ValidationFailed(f"'{field}' must not be empty", field=field)
-    return value or None
-
-
-def _timeframe(body: dict) -> str:
-    value = _name(body, "timeframe", required=False)
-    return check_timeframe(DEFAULT_TIMEFRAME if value is None else value.lower())
-
-
-def parse_predict(body: dict) -> PredictRequest:
-    return PredictRequest(_name(body, "symbol", required=True), _timeframe(body),
-                          _name(body, "model_version", required=False))
-
-
-def parse_batch(body: dict) -> BatchRequest:
-    symbols = body.get("symbols")
-    if symbols is None:
-        raise ValidationFailed("'symbols' is required: a list of symbol names", field="symbols")
-    if not isinstance(symbols, list):
-        raise ValidationFailed(f"'symbols' must be a list of strings, got a JSON {_json_type(symbols)}",
-                               field="symbols")
-    if not symbols:
-        raise ValidationFailed("'symbols' must not be empty", field="symbols")
-    if len(symbols) > MAX_BATCH_SYMBOLS:
-        raise TooManySymbols(f"at most {MAX_BATCH_SYMBOLS} symbols per batch, got {len(symbols)}",
-                             limit=MAX_BATCH_SYMBOLS)
-    for i, item in enumerate(symbols):
-        if not isinstance(item, str):
-            raise ValidationFailed(f"'symbols[{i}]' must be a string, got a JSON {_json_type(item)}",
-                                   field="symbols")
-        if len(item) > MAX_NAME_LENGTH:
-            raise ValidationFailed(f"'symbols[{i}]' must be at most {MAX_NAME_LENGTH} characters",
-                                   field="symbols")
-    return BatchRequest(tuple(s.strip() for s in symbols), _timeframe(body),
-                        _name(body, "model_version", required=False))
-
-
-def _int_arg(args, name: str, default: int, bounds: tuple) -> int:
-    raw = args.get(name)
-    if raw is None or raw == "":
-        return default
-    lo, hi = bounds
-    try:
-        value = int(raw.strip()) if len(raw) <= 12 else None
-    except ValueError:
-        value = None
-    if value is None:
-        raise ValidationFailed(f"'{name}' must be an integer from {lo} to {hi}", field=name)
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"'{name}' must be from {lo} to {hi}, got {value}", field=name)
+def _not_empty(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("empty", "must not be empty")
     return value
 
 
-def parse_analysis_args(args) -> tuple[int, str]:
-    days = _int_arg(args, "days", DEFAULT_ANALYSIS_DAYS, ANALYSIS_DAYS)
-    interval = args.get("interval") or DEFAULT_INTERVAL
-    if len(interval) > MAX_NAME_LENGTH:
-        raise ValidationFailed(f"'interval' must be at most {MAX_NAME_LENGTH} characters", field="interval")
-    return days, check_interval(interval.strip().lower())
+def _known(check, error_type: str):
+    """A validator that lower-cases and checks a name against ``check`` (UnknownTimeframe -> an error type)."""
+    def validate(value: str) -> str:
+        try:
+            return check(value.lower())
+        except CryptoPredictorError as exc:  # kept whole: api/operations.py raises it as it is
+            raise PydanticCustomError(error_type, "{reason}", {"reason": exc.message, "error": exc}) from None
+    return validate
 
 
-def parse_history_args(args) -> int:
-    return _int_arg(args, "limit", DEFAULT_HISTORY_LIMIT, HISTORY_LIMIT)
+def _default(default):
+    """Absent, null or blank means the default, as for every optional name."""
+    def fill(value):
+        return default if value is None or (isinstance(value, str) and not value.strip()) else value
+    return BeforeValidator(fill)
 
 
-def path_name(value: str, what: str = "symbol") -> str:
-    """A name taken from the URL path (symbol, model version), length-checked like body fields."""
-    if len(value) > MAX_NAME_LENGTH:
-        raise ValidationFailed(f"'{what}' must be at most {MAX_NAME_LENGTH} characters", field=what)
-    return value.strip()
+def _query_int(default: int):
+    """A query integer as ``int(raw.strip())`` reads it ("1.0", "1e3" and long strings are not integers);
+    absent or blank means the default."""
+    def parse(value):
+        text = "" if value is None else str(value)
+        if not text.strip():
+            return default
+        if len(text) <= 12:
+            try:
+                return int(text.strip())
+            except ValueError:
+                pass
+        raise PydanticCustomError("int_parsing", "not an integer")
+    return BeforeValidator(parse)
+
+
+_Raw = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), AfterValidator(str.strip)]
+Name = Annotated[_Raw, AfterValidator(_not_empty)]
+OptionalName = Annotated[Optional[_Raw], AfterValidator(lambda v: v or None)]
+Timeframe = Annotated[_Raw, _default(DEFAULT_TIMEFRAME), AfterValidator(_known(check_timeframe, "unknown_timeframe")),
+                      Field(json_schema_extra={"enum": list(TIMEFRAMES)})]
+Interval = Annotated[_Raw, _default(DEFAULT_INTERVAL), AfterValidator(_known(check_interval, "unknown_timeframe")),
+                     Field(json_schema_extra={"enum": list(INTERVALS_MS)})]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ---------------------------------------------------------------- requests
+
+class PredictRequest(_Request):
+    """Unknown fields are ignored."""
+
+    symbol: Name = Field(description="CoinGecko id, ticker (BTC) or Binance pair (BTCUSDT)",
+                         examples=["bitcoin"])
+    timeframe: Timeframe = DEFAULT_TIMEFRAME
+    model_version: OptionalName = Field(None, examples=["production"],
+                                        description="Version id (v3) or alias (production, challenger); "
+                                                    "default: the client's A/B assignment")
+
+
+class BatchRequest(_Request):
+    symbols: list[_Raw] = Field(min_length=1, max_length=MAX_BATCH_SYMBOLS,
+                                description=f"At most {MAX_BATCH_SYMBOLS} (more: 413)")
+    timeframe: Timeframe = DEFAULT_TIMEFRAME
+    model_version: OptionalName = None
+
+
+class AnalysisQuery(_Request):
+    days: Annotated[int, Field(ge=ANALYSIS_DAYS[0], le=ANALYSIS_DAYS[1]), _query_int(DEFAULT_ANALYSIS_DAYS)] = Field(
+        DEFAULT_ANALYSIS_DAYS, description="Days of history, counted back from the newest candle")
+    interval: Interval = Field(DEFAULT_INTERVAL, description="Bar length")
+
+
+class HistoryQuery(_Request):
+    limit: Annotated[int, Field(ge=HISTORY_LIMIT[0], le=HISTORY_LIMIT[1]), _query_int(DEFAULT_HISTORY_LIMIT)] = Field(
+        DEFAULT_HISTORY_LIMIT, description="Most rows to return")
+
+
+class SymbolPath(_Request):
+    symbol: _Raw = Field(description=f"Asset: id, ticker or pair; supported ids: {', '.join(supported_ids())}",
+                         examples=["bitcoin"])
+
+
+class VersionPath(_Request):
+    model_version: _Raw = Field(description="Version id or alias", examples=["production"])
+
+
+# ---------------------------------------------------------------- responses
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["unknown_symbol"])
+    message: str
+    details: Optional[dict[str, Any]] = Field(None, description="Machine-readable extras, e.g. supported, valid, "
+                                                                "retry_after, available")
+
+
+class Error(BaseModel):
+    status: Literal["error"]
+    error: ErrorBody
+
+
+class PredictionData(BaseModel):
+    symbol: str
+    current_price: float
+    predicted_price: float
+    confidence: float = Field(ge=0, le=1, description="Calibrated probability that the predicted direction is right")
+    change_percentage: float
+    timeframe: Literal["1h", "24h", "7d", "30d"]
+    prediction_time: str = Field(json_schema_extra={"format": "date-time"})
+    model_version: str = Field(description="The version that served this prediction")
+    target_time: str = Field(json_schema_extra={"format": "date-time"})
+    direction: Literal["up", "down", "flat"]
+    interval: dict[str, Optional[list[float]]] = Field(description="Conformal price intervals: level -> [low, high]")
+    data_as_of: Optional[str] = Field(None, description="Close time of the newest candle used")
+    stale: Optional[bool] = Field(None, description="True when the live source could not be reached and stored "
+                                                    "candles older than one bar were used")
+    model_accuracy: Optional[float] = Field(None, ge=0, le=1, description="Walk-forward directional accuracy of "
+                                                                          "the serving model for this pair")
+
+
+class PredictionMetadata(BaseModel):
+    processing_time: float = Field(description="Seconds")
+    cache_hit: bool
+    model_accuracy: Optional[float] = None
+
+
+class Prediction(BaseModel):
+    status: Literal["success"]
+    data: PredictionData
+    metadata: PredictionMetadata
+
+
+class BatchEntry(BaseModel):
+    symbol: str
+    status: Literal["success", "error"]
+    cache_hit: Optional[bool] = None
+    data: Optional[PredictionData] = None
+    error: Optional[ErrorBody] = None
+
+
+class BatchMetadata(BaseModel):
+    processing_time: float
+    count: int
+    succeeded: int
+    failed: int
+    cache_hits: int
+    model_version: str
+
+
+class Batch(BaseModel):
+    status: Literal["success"]
+    data: list[BatchEntry]
+    metadata: BatchMetadata
+
+
+class Bar(BaseModel):
+    time: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Summary(BaseModel):
+    bars: int
+    start_price: Optional[float]
+    end_price: Optional[float]
+    return_pct: Optional[float]
+    volatility_annualized_pct: Optional[float]
+    max_drawdown_pct: Optional[float]
+    high: Optional[float]
+    low: Optional[float]
+    volume_trend: Optional[dict[str, Any]]
+
+
+class Vote(BaseModel):
+    indicator: str
+    value: Optional[float]
+    vote: Literal[-1, 0, 1]
+    reason: str
+
+
+class Signal(BaseModel):
+    signal: Literal["BUY", "SELL", "HOLD"]
+    score: int
+    threshold: int
+    votes: list[Vote]
+
+
+class Window(BaseModel):
+    start: str
+    end: str
+
+
+class AnalysisData(BaseModel):
+    symbol: str
+    interval: Literal["1h", "4h", "1d"]
+    days: int
+    data_as_of: str = Field(json_schema_extra={"format": "date-time"})
+    window: Optional[Window]
+    ohlcv: list[Bar]
+    indicators: dict[str, list[Optional[float]]] = Field(
+        description="Series aligned with ohlcv (null where undefined): sma_20, sma_50, ema_12, ema_26, rsi_14, macd, "
+                    "macd_signal, macd_hist, bb_upper, bb_middle, bb_lower")
+    summary: Summary
+    signal: Signal
+
+
+class AnalysisMetadata(BaseModel):
+    processing_time: float
+    cache_hit: bool
+
+
+class Analysis(BaseModel):
+    status: Literal["success"]
+    data: AnalysisData
+    metadata: AnalysisMetadata
+
+
+class Generic(BaseModel):
+    """See the endpoint description."""
+
+    status: Literal["success"]
+    data: Any
+    metadata: Optional[dict[str, Any]] = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "error"]
+    ok: bool
+    model_version: Optional[str]
+    checks: dict[str, Any]
+    error: Optional[ErrorBody] = None

@@ -60,6 +60,15 @@ def test_analysis_errors(client, path, status, code):
         assert "1h, 4h, 1d" in error["message"]
 
 
+def test_query_integers_are_read_strictly(client):
+    for days in ("1.0", "1e1", "5x", "9" * 13):
+        error = assert_error(client.get(f"/api/v1/analysis/bitcoin?days={days}"), 422, "validation_error")
+        assert error["message"] == "'days' must be an integer from 1 to 365"
+    error = assert_error(client.get("/api/v1/analysis/bitcoin?days=0"), 422, "validation_error")
+    assert error["message"] == "'days' must be from 1 to 365, got 0"
+    assert client.get("/api/v1/analysis/bitcoin?days=%207%20&interval=").get_json()["data"]["days"] == 7
+
+
 def test_models_lists_versions_with_aliases(client, quick_bundle):
     body = client.get("/api/v1/models").get_json()
     assert body["status"] == "success"

@@ -1,4 +1,4 @@
-"""The OpenAPI document: structurally valid OpenAPI 3, and it documents every route there is.
+"""The OpenAPI document: structurally valid OpenAPI 3, documents every route there is, and its\nschemas are the pydantic models that validate requests and describe the real answers.
 
 openapi-spec-validator is not installed (nor jsonschema), so the structure is checked here:
 required top-level fields, operation objects, parameters, and every $ref resolving.
@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from pydantic import ValidationError
+
+from crypto_predictor.api.schemas import Analysis, Batch, Health, Prediction
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -96,15 +99,40 @@ def test_docs_page_lists_every_operation(app, spec):
 
 
 def test_documented_fields_match_real_answers(app, spec):
+    """The declared response models accept the real answers, and name exactly their fields."""
     client = app.test_client()
     schemas = spec["components"]["schemas"]
     body = client.post("/api/v1/predict", json={"symbol": "bitcoin"}).get_json()
+    Prediction.model_validate(body)
     assert set(body["data"]) == set(schemas["PredictionData"]["properties"])
     assert set(schemas["PredictionData"]["required"]) <= set(body["data"])
-    assert set(body["metadata"]) == set(schemas["Prediction"]["properties"]["metadata"]["properties"])
+    assert set(body["metadata"]) == set(schemas["PredictionMetadata"]["properties"])
     batch = client.post("/api/v1/predict/batch", json={"symbols": ["BTC", "nope"]}).get_json()
-    assert set(batch["metadata"]) == set(schemas["Batch"]["properties"]["metadata"]["properties"])
+    Batch.model_validate(batch)
+    assert set(batch["metadata"]) == set(schemas["BatchMetadata"]["properties"])
     for entry in batch["data"]:
         assert set(entry) <= set(schemas["BatchEntry"]["properties"])
-    analysis = client.get("/api/v1/analysis/bitcoin?days=5").get_json()["data"]
-    assert set(analysis) == set(schemas["Analysis"]["properties"]["data"]["properties"])
+    analysis = client.get("/api/v1/analysis/bitcoin?days=5").get_json()
+    Analysis.model_validate(analysis)
+    assert set(analysis["data"]) == set(schemas["AnalysisData"]["properties"])
+    health = client.get("/api/health")
+    Health.model_validate(health.get_json())
+
+
+def test_a_wrong_answer_is_refused_by_the_declared_model(app):
+    body = app.test_client().post("/api/v1/predict", json={"symbol": "bitcoin"}).get_json()
+    body["data"]["direction"] = "sideways"
+    with pytest.raises(ValidationError):
+        Prediction.model_validate(body)
+
+
+def test_request_schemas_come_from_the_validating_models(spec):
+    predict = spec["paths"]["/api/v1/predict"]["post"]
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
+    body = spec["components"]["schemas"]["PredictRequest"]
+    assert body["required"] == ["symbol"] and body["properties"]["timeframe"]["enum"] == ["1h", "24h", "7d", "30d"]
+    assert body["properties"]["symbol"]["maxLength"] == 64
+    batch = spec["components"]["schemas"]["BatchRequest"]["properties"]["symbols"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 50)
+    days = {p["name"]: p for p in spec["paths"]["/api/v1/analysis/{symbol}"]["get"]["parameters"]}["days"]
+    assert days["in"] == "query" and (days["schema"]["minimum"], days["schema"]["maximum"]) == (1, 365)

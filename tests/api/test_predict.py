@@ -206,6 +206,33 @@ def test_batch_errors(client, body, status, code):
     assert_error(client.post("/api/v1/predict/batch", json=body), status, code)
 
 
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/api/v1/predict", {"symbol": 42}, 422, "'symbol' must be a string, got a JSON number"),
+    ("/api/v1/predict", {"timeframe": "24h"}, 422, "'symbol' is required"),
+    ("/api/v1/predict", {"symbol": "   "}, 422, "'symbol' must not be empty"),
+    ("/api/v1/predict", {"symbol": "b" * 65}, 422, "'symbol' must be at most 64 characters"),
+    ("/api/v1/predict", {"symbol": 1, "timeframe": "2h"}, 422, "'symbol' must be a string"),  # first field first
+    ("/api/v1/predict", {"symbol": "BTC", "timeframe": "2h", "model_version": []}, 400, "unknown timeframe '2h'"),
+    ("/api/v1/predict/batch", {"symbols": ["bitcoin", 7]}, 422, "'symbols[1]' must be a string, got a JSON number"),
+    ("/api/v1/predict/batch", {"symbols": "bitcoin"}, 422, "'symbols' must be a list of strings, got a JSON string"),
+    ("/api/v1/predict/batch", {}, 422, "'symbols' is required: a list of symbol names"),
+    ("/api/v1/predict/batch", {"symbols": [7] * 60}, 413, "at most 50 symbols per batch, got 60"),
+])
+def test_validation_messages_name_the_field_and_what_is_accepted(client, path, body, status, message):
+    error = assert_error(client.post(path, json=body), status)
+    assert message in error["message"]
+    if status == 422:
+        assert error["details"]["field"] == error["message"].split("'")[1].split("[")[0]
+
+
+def test_blank_or_null_optional_fields_take_their_defaults(client):
+    for extra in ({"timeframe": None}, {"timeframe": "  "}, {"model_version": None}, {"model_version": ""},
+                  {"unknown_field": {"nested": [1]}}):
+        data = _predict(client, {"symbol": " BTC ", **extra}).get_json()["data"]
+        assert data["symbol"] == "bitcoin" and data["timeframe"] == "24h"
+    assert _predict(client, {"symbol": "eth", "timeframe": "1H"}).get_json()["data"]["timeframe"] == "1h"
+
+
 def test_batch_of_fifty_is_allowed(client):
     response = client.post("/api/v1/predict/batch", json={"symbols": ["bitcoin", "ethereum"] * 25})
     assert response.status_code == 200 and len(response.get_json()["data"]) == 50

@@ -1,0 +1,137 @@
+"""Each route's one declaration: the models it takes (body, query, path) and answers, and its errors.
+
+``@operation(...)`` validates the request against those models before the view runs (the view
+gets ``body=`` / ``query=`` models and its path values checked) and records the declaration on
+the view, where api/openapi.py reads it to write the OpenAPI document. Validation failures
+become the domain errors of api/errors.py, so every endpoint answers them in one shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+
+from annotated_types import Ge, Le
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from crypto_predictor.api.errors import MalformedRequest, TooManySymbols, ValidationFailed
+from crypto_predictor.api.schemas import MAX_BATCH_SYMBOLS, MAX_NAME_LENGTH
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    description: str = ""
+    tags: tuple = ()
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None  # the 200 answer (JSON)
+    errors: dict = field(default_factory=dict)  # status -> description, answered in the Error shape
+    common_errors: tuple = (413, 429, 500, 503)  # of api/openapi.py's COMMON_ERRORS, for routes that can meet them
+    security: tuple = ()  # OpenAPI security requirements
+    example: dict | None = None  # a request body example
+    media_type: str | None = None  # a 200 answer that is not JSON (documents, pages, metrics)
+    headers: tuple = ()  # (name, description) of optional request headers
+
+
+def operation(**declaration):
+    op = Operation(**declaration)
+
+    def decorate(view):
+        if op.body is None and op.query is None and op.path is None:
+            view.__openapi__ = op
+            return view
+
+        @functools.wraps(view)
+        def validated(**path_values):
+            kwargs = {}
+            if op.body is not None:
+                kwargs["body"] = validate(op.body, json_object())
+            if op.query is not None:
+                kwargs["query"] = validate(op.query, request.args.to_dict())
+            if op.path is not None:
+                kwargs.update(validate(op.path, path_values).model_dump())
+            return view(**kwargs)
+
+        validated.__openapi__ = op
+        return validated
+
+    return decorate
+
+
+def json_object() -> dict:
+    """The request body as a dict, whatever its Content-Type (some clients send JSON as text/plain);
+    bodies over MAX_CONTENT_LENGTH raise 413 while being read."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise MalformedRequest("request body must be a JSON object; it is empty")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # bad syntax or encoding, absurd nesting, giant integers
+        raise MalformedRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest(f"request body must be a JSON object, got a JSON {json_type(body)}")
+    return body
+
+
+def json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def validate(model: type[BaseModel], data: dict) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _domain_error(model, exc.errors(include_url=False)) from None
+
+
+def _domain_error(model, errors: list) -> Exception:
+    """The first failing field (declaration order) as the error the API answers; too many symbols first."""
+    for error in errors:
+        if error["type"] == "too_long" and error["loc"] == ("symbols",):
+            return TooManySymbols(f"at most {MAX_BATCH_SYMBOLS} symbols per batch, got {len(error['input'])}",
+                                  limit=MAX_BATCH_SYMBOLS)
+    error = errors[0]
+    if error["type"] == "unknown_timeframe":
+        return error["ctx"]["error"]  # UnknownTimeframe with its list of valid values
+    name = error["loc"][0]
+    where = name + "".join(f"[{part}]" for part in error["loc"][1:])
+    return ValidationFailed(f"'{where}' {_describe(model, name, error)}", field=name)
+
+
+def _describe(model, name: str, error: dict) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "missing":
+        return "is required: a list of symbol names" if name == "symbols" else "is required"
+    if kind == "string_type":
+        return f"must be a string, got a JSON {json_type(value)}"
+    if kind == "list_type":
+        return f"must be a list of strings, got a JSON {json_type(value)}"
+    if kind == "string_too_long":
+        return f"must be at most {MAX_NAME_LENGTH} characters"
+    if kind in ("empty", "too_short"):
+        return "must not be empty"
+    low, high = _bounds(model, name)
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"must be from {low} to {high}, got {value}"
+    if kind.startswith("int_"):
+        return f"must be an integer from {low} to {high}"
+    return error["msg"]
+
+
+def _bounds(model, name: str) -> tuple:
+    metadata = model.model_fields[name].metadata
+    low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in metadata if isinstance(m, Le)), None)
+    return low, high
