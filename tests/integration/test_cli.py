@@ -74,6 +74,20 @@ def test_unreachable_provider_exits_non_zero_with_one_line(env):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["init"], ["ingest", "--source", "csv"], ["train", "--quick"], ["refresh"],
+                                     ["verify"], ["retrain", "--dry-run"]])
+def test_every_command_reports_an_unopenable_store_in_one_line(tmp_path, small_dir, command):
+    """One store opener (cli/common.py): the same readable line, password hidden, from every command."""
+    bad = {"DATABASE_URL": f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}", "MARKET_DATA_DIR": str(small_dir),
+           "MARKET_DATA_SOURCE": "csv", "MODELS_DIR": str(tmp_path / "models")}
+    result = CliRunner().invoke(cli, command, env=bad)
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot open the candle store sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}" in result.output
+    assert "Traceback" not in result.output
+    secret = CliRunner().invoke(cli, command, env=dict(bad, DATABASE_URL="postgresql+psycopg://u:hunter2@127.0.0.1:9/db"))
+    assert secret.exit_code == 1 and "hunter2" not in secret.output and "postgresql+psycopg://u:***@" in secret.output
+
+
 def test_module_entry_point_runs(env, small_dir):
     proc = subprocess.run([sys.executable, "-m", "crypto_predictor", "ingest", "--help"],
                           capture_output=True, text=True, env={**env, "PATH": ""}, timeout=60)
