@@ -15,10 +15,9 @@ memo (LATEST_TIME_TTL_SECONDS), windows, bars, feature rows and model inputs kep
 candle time, so an uncached prediction after the first one of a candle runs the models and
 the interval maths only; the invalidation rule (a new candle, this worker's own live refresh,
 and every FEATURE_CACHE_SECONDS for corrected older candles) is written down in data.py.
-With a live source,
-missing closed candles are ingested first (at most every LIVE_RETRY_SECONDS per asset); if the
-provider fails the stored data answers with ``stale=True``, and past MAX_DATA_AGE_HOURS
-``DataTooOld`` is raised. With MARKET_DATA_SOURCE=csv there is no live source: stored data is
+With a live source, missing closed candles are ingested first (at most every
+LIVE_RETRY_SECONDS per asset); if the provider fails the stored data answers with
+``stale=True``, and past MAX_DATA_AGE_HOURS ``DataTooOld`` is raised. With MARKET_DATA_SOURCE=csv there is no live source: stored data is
 authoritative, ``stale`` is False and the age limit does not apply (the shared CSVs end in
 2023). ``current_price`` is the close of the newest bar the model used (for 7d/30d: the last
 complete UTC day), because that is the price the predicted return applies to.
