@@ -18,12 +18,11 @@ from crypto_predictor.config import MARKET_SOURCES
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.jobs.lock import JobLock, JobLocked
 from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, summary_line
-from crypto_predictor.jobs.retrain import decide, plan, train_and_deploy
+from crypto_predictor.jobs.retrain import decide, plan
 from crypto_predictor.jobs.verify import format_table, run_verify
 from crypto_predictor.market import get_source
 from crypto_predictor.serving.prediction_log import verify as verify_predictions
 from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES
-from crypto_predictor.training.pipeline import TrainOptions, expand_kinds
 
 
 def _job_lock(config, store, name):
@@ -106,6 +105,10 @@ def verify(days, as_json, now, database_url):
 def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, seed, jobs, models_dir, now,
             database_url):
     """Train a challenger when production's live accuracy or 80% coverage falls below the thresholds."""
+    # late: models and scikit-learn load only for retrain, not for refresh and verify
+    from crypto_predictor.jobs.retrain import train_and_deploy
+    from crypto_predictor.training.pipeline import TrainOptions, expand_kinds
+
     config, store = open_store(database_url)
     root = models_dir or config.MODELS_DIR
     try:

@@ -10,7 +10,6 @@ import click
 from crypto_predictor.cli.common import ingest_csv, open_store, resolve_symbols, stored_assets
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe
-from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
 
 MODEL_CHOICES = ["linear", "random_forest", "xgboost", "lstm", "ensemble", "all"]
 
@@ -61,6 +60,9 @@ def format_summary(results) -> list[str]:
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,
                   jobs):
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
+    # late: models and scikit-learn load only for the command that trains, not for every CLI start
+    from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
+
     tfs = _timeframes(timeframes)
     config, store = open_store(database_url)
     try:

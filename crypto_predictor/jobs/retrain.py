@@ -21,7 +21,6 @@ from crypto_predictor.registry.aliases import get_aliases, set_alias
 from crypto_predictor.registry.bundle import load_manifest
 from crypto_predictor.serving.live_metrics import live_accuracy
 from crypto_predictor.timeutil import iso, to_utc
-from crypto_predictor.training.pipeline import train_run
 
 # (metric in live_accuracy rows, config attribute holding its minimum)
 CHECKS = (("directional_accuracy", "RETRAIN_MIN_DIRECTION_ACCURACY"), ("coverage_80", "RETRAIN_MIN_COVERAGE80"))
@@ -137,6 +136,8 @@ def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=
 def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, options, promote: bool = False,
                      n_jobs: int = 2, on_done=None) -> dict:
     """Train ``what`` into a new version recording ``decision``, then alias it; returns what changed."""
+    from crypto_predictor.training.pipeline import train_run  # late: only a run that trains loads the models
+
     record = dict(decision.as_record(), trained_at=iso(pd.Timestamp.now(tz="UTC")), promote=promote)
     version, results = train_run(database_url, what.assets, what.timeframes, options, models_dir, n_jobs=n_jobs,
                                  on_done=on_done, extra={"retrain": record})

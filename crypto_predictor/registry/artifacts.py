@@ -21,7 +21,6 @@ import pandas as pd
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal
 from crypto_predictor.datasets import bar_for, horizon_rows
 from crypto_predictor.errors import BundleIntegrityError, ModelNotFound
-from crypto_predictor.models import load_model
 from crypto_predictor.timeutil import to_utc
 
 PAIR_FILE = "pair.json"
@@ -71,6 +70,8 @@ class KindArtifacts:
 
     def load_model(self):
         """The fitted model, checked against the features pair.json lists (verified files only)."""
+        from crypto_predictor.models import load_model  # late: scikit-learn only in the processes that load one
+
         pair = self.pair
         pair.bundle.artifact(pair.asset, pair.timeframe, self.kind, MODEL_META)  # listed, hence verified
         model = load_model(pair.bundle.path / pair.asset / pair.timeframe / self.kind)

@@ -204,10 +204,10 @@ def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
                  _positions(X.index, X.index[0], step), scored)
 
 
-def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int) -> KindResult:
-    """One kind's predictions, causal intervals and confidence on the scored rows."""
+def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int, scale) -> KindResult:
+    """One kind's predictions, causal intervals and confidence on the scored rows; ``scale``: its
+    causal volatility per row (None when its intervals are not volatility-normalised)."""
     conformal = art.conformal
-    scale = conformal.scale(rows.close)  # None when the intervals are not volatility-normalised
     index = rows.X.index
     first_scored = index[rows.scored][0]
     # Stored residuals: only those made before the window (later ones would be in-sample here).
@@ -255,11 +255,12 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
     result = PairEvaluation(asset, timeframe, pair.bar, pair.horizon, list(pair.features), index,
                             rows.y[rows.scored], rows.close[rows.scored], pair.data_range,
                             _sample_status(index, pair.data_range, rows.step, pair.horizon))
-    arts = [pair.kind(kind) for kind in pair.kinds]
-    for art in arts:
-        result.kinds[art.kind] = _score_kind(art, rows, pair.horizon)
+    scales = []
+    for art in (pair.kind(kind) for kind in pair.kinds):
+        scales.append(art.conformal.scale(rows.close))
+        result.kinds[art.kind] = _score_kind(art, rows, pair.horizon, scales[-1])
     # The naive forecast's intervals are volatility-normalised like the kinds' (when they are).
-    scale = next((s for s in (a.conformal.scale(rows.close) for a in arts) if s is not None), None)
+    scale = next((s for s in scales if s is not None), None)
     result.naive = _score_naive(rows, next(iter(result.kinds.values())).conformal, scale, pair.horizon)
 
     bounds = ("lower80", "upper80", "lower95", "upper95")
