@@ -56,7 +56,7 @@ def _lookup(token: tuple, endpoint: str):
     A slot is (key, version the token expects): if an alias moved between the token and
     the prediction, the answer must not be filed under the old version's key.
     """
-    key = cache_key("prediction", ("json",) + token)
+    key = cache_key("prediction", ("json2",) + token)  # json2: data gained "skill"
     entry = cache_get(key)
     labelled(CACHE_LOOKUPS, endpoint, "miss" if entry is None else "hit").inc()
     return (key, str(token[2])), entry

@@ -141,6 +141,19 @@ class Error(BaseModel):
     error: ErrorBody
 
 
+class Skill(BaseModel):
+    """How the served forecast did walk-forward, on rows its models never saw, against "no change"."""
+
+    mase: float = Field(ge=0, description="Mean absolute error of the served forecast's log return divided by "
+                                          "that of the naive no-change forecast; below 1 beats no-change")
+    beats_naive: bool = Field(description="mase < 1. When false the served forecast is (close to) the current "
+                                          "price: the skill gate shrank the models to no-change")
+    direction_accuracy: Optional[float] = Field(None, ge=0, le=1, description="Share of out-of-sample rows whose "
+                                                "direction the served forecast called right (a no-change call "
+                                                "counts one half)")
+    n: int = Field(ge=0, description="Out-of-sample rows these figures rest on")
+
+
 class PredictionData(BaseModel):
     symbol: str
     current_price: float
@@ -157,7 +170,11 @@ class PredictionData(BaseModel):
     stale: Optional[bool] = Field(None, description="True when the live source could not be reached and stored "
                                                     "candles older than one bar were used")
     model_accuracy: Optional[float] = Field(None, ge=0, le=1, description="Walk-forward directional accuracy of "
-                                                                          "the serving model for this pair")
+                                                                          "the ensemble (or base model) for this "
+                                                                          "pair, before the skill gate; kept for "
+                                                                          "compatibility: see skill")
+    skill: Optional[Skill] = Field(None, description="Walk-forward skill of exactly what is served; null for "
+                                                     "bundles trained before the skill gate lacked figures")
 
 
 class PredictionMetadata(BaseModel):

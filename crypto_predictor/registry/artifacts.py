@@ -3,7 +3,10 @@
 ``<version>/<asset>/<timeframe>/pair.json`` describes the pair (bar, horizon, features, context,
 data range); ``<asset>/<timeframe>/<kind>/`` holds one saved model (``model.json`` and its
 arrays) plus its ``calibration.json`` (rolling-conformal settings, the trailing out-of-sample
-residuals and the direction calibrator). Training writes these through ``write_pair`` and
+residuals and the direction calibrator). ``<asset>/<timeframe>/served/calibration.json`` holds the
+served forecast: the base kind it shrinks toward naive, the shrinkage factor the skill gate
+learned (``training.skill_gate``), and that gated forecast's own residuals and calibrator; it has
+no model of its own. Training writes these through ``write_pair`` and
 ``calibration_state``; serving and the re-test read them through ``read_pair`` only, so the
 three can never disagree on what a file means or which checks it must pass.
 """
@@ -25,6 +28,7 @@ from crypto_predictor.timeutil import to_utc
 
 PAIR_FILE = "pair.json"
 CALIBRATION_FILE = "calibration.json"
+SERVED = "served"  # not a model kind: the gated forecast of a pair (no model files)
 MODEL_META = "model.json"  # models.base.META_FILE: written by every kind's save()
 
 
@@ -41,7 +45,7 @@ def bundle_pairs(bundle) -> list[tuple[str, str]]:
 def pair_kinds(bundle, asset: str, timeframe: str) -> list[str]:
     """Kinds saved for a pair (those with a calibration file), in the bundle's order."""
     saved = {rel.split("/")[2] for rel in bundle.artifacts(asset, timeframe)
-             if rel.count("/") == 3 and rel.endswith("/" + CALIBRATION_FILE)}
+             if rel.count("/") == 3 and rel.endswith("/" + CALIBRATION_FILE)} - {SERVED}
     order = list(bundle.manifest.get("kinds") or []) + sorted(saved)
     return [k for k in dict.fromkeys(order) if k in saved]
 
@@ -67,17 +71,21 @@ class KindArtifacts:
     calibrator: DirectionCalibrator
     residuals: StoredResiduals
     weights: dict | None  # ensemble member weights, when the kind is an ensemble
+    model_kind: str = ""  # whose model predicts: the kind itself, or the served forecast's base kind
+    shrink: float = 1.0  # the served forecast is shrink * model prediction (1 for a plain kind)
+    skill_t: float | None = None  # t statistic of the served forecast's gain over naive
 
     def load_model(self):
         """The fitted model, checked against the features pair.json lists (verified files only)."""
         from crypto_predictor.models import load_model  # late: scikit-learn only in the processes that load one
 
         pair = self.pair
-        pair.bundle.artifact(pair.asset, pair.timeframe, self.kind, MODEL_META)  # listed, hence verified
-        model = load_model(pair.bundle.path / pair.asset / pair.timeframe / self.kind)
+        kind = self.model_kind or self.kind
+        pair.bundle.artifact(pair.asset, pair.timeframe, kind, MODEL_META)  # listed, hence verified
+        model = load_model(pair.bundle.path / pair.asset / pair.timeframe / kind)
         names = getattr(model, "feature_names_in_", None)
         if names is not None and list(names) != list(pair.features):
-            raise BundleIntegrityError(f"bundle {pair.version}: {pair.asset}/{pair.timeframe} {self.kind} was "
+            raise BundleIntegrityError(f"bundle {pair.version}: {pair.asset}/{pair.timeframe} {kind} was "
                                        "fitted on other features than pair.json lists")
         return model
 
@@ -119,11 +127,32 @@ class PairArtifacts:
         rows = self.metrics()
         return min(saved, key=lambda k: (rows.get(k) or {}).get("mase") or math.inf)
 
+    def served(self) -> KindArtifacts:
+        """The served forecast: the base kind's model times the skill gate's shrinkage factor, with
+        the gated forecast's own intervals and confidence. Bundles written before the gate serve
+        ``served_kind()`` unshrunk."""
+        if not self.bundle.has(self.asset, self.timeframe, SERVED, CALIBRATION_FILE):
+            return self.kind(self.served_kind())
+        state = self.bundle.read_json(self.asset, self.timeframe, SERVED, CALIBRATION_FILE)
+        try:
+            base, shrink = str(state["base"]), float(state["shrink"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleIntegrityError(f"bundle {self.version}: {self.asset}/{self.timeframe} {SERVED}: "
+                                       f"unreadable {CALIBRATION_FILE}: {exc}") from None
+        if base not in self.kinds or not 0.0 <= shrink <= 1.0:
+            raise BundleIntegrityError(f"bundle {self.version}: {self.asset}/{self.timeframe} {SERVED}: base "
+                                       f"{base!r} not saved or shrink {shrink} outside [0, 1]")
+        art = self._artifacts(SERVED, state)
+        return KindArtifacts(self, SERVED, art.conformal, art.calibrator, art.residuals, None, base, shrink,
+                             state.get("t"))
+
     def kind(self, kind: str) -> KindArtifacts:
         if kind not in self.kinds:
             raise ModelNotFound(f"bundle {self.version} has no {kind} model for {self.asset} {self.timeframe}",
                                 version=self.version)
-        state = self.bundle.read_json(self.asset, self.timeframe, kind, CALIBRATION_FILE)
+        return self._artifacts(kind, self.bundle.read_json(self.asset, self.timeframe, kind, CALIBRATION_FILE))
+
+    def _artifacts(self, kind: str, state: dict) -> KindArtifacts:
         where = f"bundle {self.version}: {self.asset}/{self.timeframe} {kind}"
         try:
             conformal = RollingConformal(**state["conformal"])

@@ -1,8 +1,8 @@
 """Loaded pairs: the served model of each (asset, timeframe) of a verified bundle, and its maths.
 
 ``load_bundle`` re-hashes the whole bundle (``registry.catalog.open_bundle``) before anything is
-read, loads each pair's served kind (``registry.artifacts.PairArtifacts.served_kind``: the
-ensemble when saved, else the only kind, else the lowest walk-forward MASE) with its calibration,
+read, loads each pair's served forecast (``registry.artifacts.PairArtifacts.served``: the base
+kind's model, the skill gate's shrinkage toward naive, the gated forecast's calibration),
 and warms the compiled paths (the LSTM's single-window and batch functions, the trees' first
 call) so the first request after a deploy pays no tracing.
 
@@ -30,7 +30,7 @@ from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, 
 from crypto_predictor.datasets import BAR_HOURS, feature_frame, features_from_bars
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target
-from crypto_predictor.registry.artifacts import PAIR_FILE, bundle_pairs, read_pair
+from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, bundle_pairs, read_pair
 from crypto_predictor.registry.catalog import open_bundle
 
 LEVELS = ("80", "95")
@@ -83,6 +83,8 @@ class ServingPair:
     stored_residuals: np.ndarray
     stored_scales: np.ndarray | None
     model_accuracy: float | None
+    shrink: float = 1.0  # the skill gate's factor: the served forecast is shrink * model
+    skill: dict | None = None  # walk-forward figures of the served forecast (``skill_of``)
 
     @property
     def step(self) -> pd.Timedelta:
@@ -157,7 +159,7 @@ class ServingPair:
             rows = rows[rows >= start + self.context_rows - 1]
             if len(rows) == 0:
                 return np.empty(0), None if scale is None else np.empty(0)
-        pred = np.asarray(self.model.predict(X.iloc[start:rows[-1] + 1]), dtype=float)[rows - start]
+        pred = self.shrink * np.asarray(self.model.predict(X.iloc[start:rows[-1] + 1]), dtype=float)[rows - start]
         residual = y.to_numpy(dtype=float)[rows] - pred
         return residual, None if scale is None else scale[rows]
 
@@ -183,7 +185,7 @@ class ServingPair:
     def predict(self, inputs: PairInputs, stats: IntervalStats | None) -> Prediction:
         # Columns were selected by name in ``inputs``; a plain array skips re-checking them per member.
         values = inputs.values if inputs.values is not None else inputs.X_tail.to_numpy()
-        pred = float(self.model.predict_last(values))
+        pred = self.shrink * float(self.model.predict_last(values)) if self.shrink else 0.0
         bounds = {key: None for key in LEVELS}
         error_scale = math.nan
         s = 1.0 if inputs.scale is None else inputs.scale
@@ -217,19 +219,31 @@ class LoadedBundle:
         return found
 
 
+def skill_of(row: dict | None) -> dict | None:
+    """What the app sees of a walk-forward row: MASE vs naive, whether it beats naive, direction, rows."""
+    if not row or row.get("mase") is None:
+        return None
+    mase = float(row["mase"])
+    accuracy = row.get("directional_accuracy")
+    return {"mase": round(mase, 6), "beats_naive": bool(mase < 1.0),
+            "direction_accuracy": None if accuracy is None else round(float(accuracy), 6), "n": int(row.get("n") or 0)}
+
+
 def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
-    """The served kind of one pair, read through ``registry.artifacts`` as the re-test reads it."""
+    """The served forecast of one pair, read through ``registry.artifacts`` as the re-test reads it."""
     pair = read_pair(bundle, asset, timeframe)
-    art = pair.kind(pair.served_kind())
+    art = pair.served()
     rows = pair.metrics()
-    accuracy = (rows.get("ensemble") or rows.get(art.kind) or {}).get("directional_accuracy")
+    base = art.model_kind or art.kind
+    served_row = rows.get(SERVED) or rows.get(base)
+    accuracy = (rows.get("ensemble") or rows.get(base) or {}).get("directional_accuracy")
     stored = art.residuals
     return ServingPair(
         version=bundle.version, asset=asset, timeframe=timeframe, bar=pair.bar, horizon=pair.horizon,
-        features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=art.kind,
+        features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=base,
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
-        model_accuracy=None if accuracy is None else float(accuracy))
+        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row))
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:

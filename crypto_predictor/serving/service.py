@@ -204,6 +204,7 @@ class PredictionService:
             "data_as_of": as_of,
             "stale": any(fresh[a].stale for a in latest),
             "model_accuracy": pair.model_accuracy,
+            "skill": pair.skill,
         }
 
     def _predict_many(self, symbols, timeframe, model_version, client_id) -> list:

@@ -27,7 +27,8 @@ HOUR = pd.Timedelta(hours=1)
 
 VERIFY_EVERY_SECONDS = 60  # prediction-log verification from history()/performance()
 WALK_FORWARD_FIELDS = ("n", "mae", "rmse", "mase", "r2_oos", "directional_accuracy",
-                       "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80")
+                       "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80",
+                       "base", "shrink")  # the last two: served forecast only (None for the kinds)
 
 
 class StatusReports:

@@ -28,8 +28,9 @@ from crypto_predictor.datasets import Dataset, build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
-from crypto_predictor.registry.artifacts import PAIR_FILE, calibration_state, write_calibration, write_pair
+from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, calibration_state, write_calibration, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
+from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
 from crypto_predictor.training.walk_forward import backtest
 
 BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
@@ -173,17 +174,50 @@ def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir
         states["ensemble"] = _calibration_state(bt, conformal, scale, ds)
         states["ensemble"]["weights"] = dict(zip(base, weights.round(6).tolist()))
         states["ensemble"]["weights_by_fold"] = fold_weights
+        oos["ensemble"] = bt
         result.summary["ensemble"] = bt.summary[0]
         result.summary.setdefault("naive", bt.summary[1])
         result.folds["ensemble"] = bt.folds
         result.seconds["ensemble"] = time.perf_counter() - started
 
+    base_kind = served_base(options.kinds, result.summary)
+    states[SERVED] = _served(oos[base_kind], ds, n_folds, min_train, conformal, scale,
+                             result, base_kind)
     if out_dir is not None:
         for kind in options.kinds:
             kind_dir = out_dir / kind
             result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
             result.files.append(f"{kind}/{write_calibration(kind_dir, states[kind])}")
+        result.files.append(f"{SERVED}/{write_calibration(out_dir / SERVED, states[SERVED])}")
     return result
+
+
+def served_base(kinds, summary: dict) -> str:
+    """The kind the served forecast shrinks: the ensemble when trained, else the only kind, else the
+    lowest walk-forward MASE (``registry.artifacts.PairArtifacts.served_kind`` reads the same rule)."""
+    kinds = [k for k in kinds if k != SERVED]
+    if "ensemble" in kinds or len(kinds) == 1:
+        return "ensemble" if "ensemble" in kinds else kinds[0]
+    return min(sorted(kinds), key=lambda k: (summary.get(k) or {}).get("mase") or float("inf"))
+
+
+def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale, result: PairResult,
+            base_kind: str) -> dict:
+    """Evaluate the gated forecast (``skill_gate``) from the base kind's out-of-sample predictions and
+    return its calibration state: shrink factor for serving, its intervals' residuals, its calibrator."""
+    started = time.perf_counter()
+    preds = base_bt.predictions
+    index = pd.Index(preds["index"])
+    gated, per_fold = gated_predictions(preds["y_true"], preds["y_pred"], preds["position"], preds["fold"],
+                                        ds.horizon)
+    bt = backtest(lambda: _Replay(pd.Series(gated, index=index)), ds.X, ds.y, ds.horizon, n_folds, min_train,
+                  conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy())
+    shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
+    result.summary[SERVED] = {**bt.summary[0], "base": base_kind, "shrink": shrink}
+    result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]
+    result.seconds[SERVED] = time.perf_counter() - started
+    return _calibration_state(bt, conformal, scale, ds) | {"base": base_kind, "shrink": shrink, "t": round(t, 3),
+                                                           "shrink_by_fold": per_fold}
 
 
 @dataclass

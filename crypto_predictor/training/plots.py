@@ -35,6 +35,8 @@ def feature_importance(evaluation: PairEvaluation) -> tuple[str, pd.Series] | No
     """
     candidates = []
     for kind, kr in evaluation.kinds.items():
+        if kind == "served":  # the base kind's model again, scaled: nothing new to show
+            continue
         candidates.append((kind, kr.model))
         candidates += [(f"{kind}:{m.kind}", m) for m in getattr(kr.model, "members_", [])]
     preference = {"xgboost": 0, "random_forest": 1, "linear": 2}

@@ -1,6 +1,8 @@
 """Re-score a saved bundle on a date range without retraining (what ``evaluate_model.py`` runs).
 
-For each (asset, timeframe) of a verified bundle and each saved kind:
+For each (asset, timeframe) of a verified bundle, each saved kind and the served forecast (row
+``served``: exactly the forecast and intervals the API would return, i.e. the base kind times the
+skill gate's shrinkage, with the gated forecast's residuals and calibrator):
 
 * features and targets come from ``datasets.build_dataset``, so they are computed exactly as
   in training and serving; rows before ``start`` only serve as feature history;
@@ -28,7 +30,7 @@ import pandas as pd
 from crypto_predictor.calibration import DEFAULT_LEVELS, direction_score, level_key, rolling_intervals
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import DataNotFound
-from crypto_predictor.registry.artifacts import PAIR_FILE, KindArtifacts, PairArtifacts, bundle_pairs, read_pair
+from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, KindArtifacts, PairArtifacts, bundle_pairs, read_pair
 from crypto_predictor.registry.bundle import Bundle
 from crypto_predictor.symbols import check_timeframe, resolve
 from crypto_predictor.timeutil import parse_time
@@ -204,9 +206,11 @@ def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
                  _positions(X.index, X.index[0], step), scored)
 
 
-def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int, scale) -> KindResult:
+def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int, scale, model=None) -> KindResult:
     """One kind's predictions, causal intervals and confidence on the scored rows; ``scale``: its
-    causal volatility per row (None when its intervals are not volatility-normalised)."""
+    causal volatility per row (None when its intervals are not volatility-normalised). The served
+    forecast is its base kind's prediction times the shrinkage factor (``model``: that base model
+    when already loaded)."""
     conformal = art.conformal
     index = rows.X.index
     first_scored = index[rows.scored][0]
@@ -221,8 +225,8 @@ def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int, scale) -> KindRes
     if len(stored.times):
         fresh &= rows.scored | np.asarray(index > stored.times.max())
     fresh_first = int(np.argmax(fresh))
-    model = art.load_model()
-    pred_from = _predict(model, rows.X, fresh_first)
+    model = art.load_model() if model is None else model
+    pred_from = art.shrink * _predict(model, rows.X, fresh_first)
     f_rows = np.flatnonzero(fresh)
     res_pos = np.concatenate([s_pos, rows.pos[f_rows]])
     residuals = np.concatenate([s_res, rows.y[f_rows] - pred_from[f_rows - fresh_first]])
@@ -259,6 +263,10 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
     for art in (pair.kind(kind) for kind in pair.kinds):
         scales.append(art.conformal.scale(rows.close))
         result.kinds[art.kind] = _score_kind(art, rows, pair.horizon, scales[-1])
+    served = pair.served()
+    base = result.kinds.get(served.model_kind or served.kind)
+    result.kinds[SERVED] = _score_kind(served, rows, pair.horizon, served.conformal.scale(rows.close),
+                                       None if base is None else base.model)
     # The naive forecast's intervals are volatility-normalised like the kinds' (when they are).
     scale = next((s for s in scales if s is not None), None)
     result.naive = _score_naive(rows, next(iter(result.kinds.values())).conformal, scale, pair.horizon)

@@ -16,7 +16,20 @@ from tests.api.helpers import assert_error
 
 DATA_KEYS = {"symbol", "current_price", "predicted_price", "confidence", "change_percentage", "timeframe",
              "prediction_time", "model_version", "target_time", "direction", "interval", "data_as_of", "stale",
-             "model_accuracy"}
+             "model_accuracy", "skill"}
+
+
+def assert_skill(data, quick_bundle):
+    """``skill``: the served forecast's walk-forward row of the manifest, as the app sees it."""
+    from crypto_predictor.registry.bundle import load_manifest
+
+    row = load_manifest(f"{quick_bundle.models_dir}/{data['model_version']}")["metrics"]["overall"][
+        data["symbol"]][data["timeframe"]]["served"]
+    skill = data["skill"]
+    assert set(skill) == {"mase", "beats_naive", "direction_accuracy", "n"}
+    assert skill["mase"] == pytest.approx(row["mase"], abs=1e-6) and skill["n"] == row["n"] > 0
+    assert skill["beats_naive"] is (row["mase"] < 1.0)
+    assert skill["direction_accuracy"] == pytest.approx(row["directional_accuracy"], abs=1e-6)
 
 
 def _predict(client, body, **kw):
@@ -39,6 +52,7 @@ def test_prediction_shape_and_values(client, quick_bundle):
     lo80, hi80 = data["interval"]["80"]
     lo95, hi95 = data["interval"]["95"]
     assert lo95 <= lo80 <= data["predicted_price"] <= hi80 <= hi95
+    assert_skill(data, quick_bundle)
     meta = body["metadata"]
     assert set(meta) == {"processing_time", "cache_hit", "model_accuracy"}
     assert meta["processing_time"] >= 0 and meta["model_accuracy"] == data["model_accuracy"]
@@ -178,6 +192,8 @@ def test_batch(client, quick_bundle):
     assert entries[1]["error"]["code"] == "unknown_symbol"
     assert entries[2]["data"]["symbol"] == "ethereum" and entries[2]["data"]["timeframe"] == "1h"
     assert all(e["data"]["model_version"] == quick_bundle.production for e in entries if e["status"] == "success")
+    for entry in (entries[0], entries[2]):
+        assert_skill(entry["data"], quick_bundle)
     meta = body["metadata"]
     assert (meta["count"], meta["succeeded"], meta["failed"]) == (3, 2, 1)
     assert meta["model_version"] == quick_bundle.production

@@ -85,7 +85,7 @@ def test_out_of_sample_json(trained, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["version"] == version and doc["warnings"] == []
     rows = {r["model"]: r for r in doc["results"]}
-    assert set(rows) == {"xgboost", "naive"} and len(doc["results"]) == 2
+    assert set(rows) == {"xgboost", "served", "naive"} and len(doc["results"]) == 3
     # 1h targets: the last scored row is the hour before the last candle.
     expected_n = int((last - pd.Timedelta(hours=1) - pd.Timestamp(START, tz="UTC")) / pd.Timedelta(hours=1)) + 1
     assert doc["pairs"][0]["n"] == expected_n and doc["pairs"][0]["sample"] == "out_of_sample"
@@ -107,6 +107,21 @@ def test_out_of_sample_json(trained, tmp_path):
     assert 0.6 <= model["coverage_80"] <= 0.95 and model["coverage_95"] >= 0.85  # loose sanity on real data
     lines = result.stdout.splitlines()
     assert any(line.split()[:3] == ["bitcoin", "1h", "naive"] for line in lines)
+    assert any(line.split()[:3] == ["bitcoin", "1h", "served"] for line in lines)
+
+
+def test_served_row_is_the_gated_base_forecast(trained):
+    """The served row: the base kind's predictions times the bundle's shrinkage factor."""
+    models, url, version, _ = trained
+    bundle = open_bundle(models, version)
+    evaluation = evaluate_pair(bundle, CandleStore(url), "bitcoin", "1h", START, None)
+    served = bundle.read_json("bitcoin", "1h", "served", "calibration.json")
+    assert served["base"] == "xgboost" and 0.0 <= served["shrink"] <= 1.0
+    np.testing.assert_allclose(evaluation.kinds["served"].y_pred,
+                               served["shrink"] * evaluation.kinds["xgboost"].y_pred)
+    row = next(r for r in evaluation.rows if r["model"] == "served")
+    if served["shrink"] == 0.0:
+        assert row["mase"] == 1.0
 
 
 def test_overlap_warning_when_window_is_in_training_range(trained):
@@ -198,7 +213,7 @@ def test_ensemble_bundle(trained, ensemble_version, tmp_path):
     result = run(trained, "--version", ensemble_version, "--start", START, "--json", out, "--plots", plots)
     assert result.exit_code == 0, result.output
     rows = {r["model"]: r for r in json.loads(out.read_text())["results"]}
-    assert set(rows) == {"ensemble", "naive"}
+    assert set(rows) == {"ensemble", "served", "naive"}
     assert 0.8 <= rows["ensemble"]["mase"] <= 1.2 and rows["ensemble"]["coverage_n_80"] == rows["ensemble"]["n"]
     # The naive row depends on the data only, not on the bundle.
     other = tmp_path / "xgb.json"

@@ -101,7 +101,8 @@ def test_predictions_are_logged_verified_and_scored(bundle, store):
     assert set(accuracy) == {"1h", "24h"} and accuracy["24h"]["n"] == 1 and accuracy["1h"]["n"] == 1
     realised = logged[1]["realised_price"]
     up = (daily["predicted_price"] > daily["current_price"]) == (realised > daily["current_price"])
-    assert accuracy["24h"]["directional_accuracy"] == (1.0 if up else 0.0)
+    flat = daily["predicted_price"] == daily["current_price"]  # the skill gate served no-change
+    assert accuracy["24h"]["directional_accuracy"] == (0.5 if flat else 1.0 if up else 0.0)
     assert accuracy["24h"]["mae_pct"] == pytest.approx(
         abs(realised - daily["predicted_price"]) / daily["current_price"] * 100, rel=1e-5)
     low, high = daily["interval"]["80"]
@@ -113,10 +114,11 @@ def test_predictions_are_logged_verified_and_scored(bundle, store):
     assert [h["timeframe"] for h in history] == ["24h", "1h"]  # newest first, duplicates once
     assert history[0]["status"] == "realised"
     assert history[0]["error"] == pytest.approx(realised - daily["predicted_price"])
-    assert history[0]["direction_correct"] is up
+    assert history[0]["direction_correct"] is (None if flat else up)
     perf = svc.performance(daily["model_version"])
     assert {r["timeframe"] for r in perf["live"]} == {"1h", "24h"}
-    assert perf["walk_forward"]["bitcoin"]["24h"]["linear"]["n"] > 0
+    walk_forward = perf["walk_forward"]["bitcoin"]["24h"]
+    assert walk_forward["linear"]["n"] == walk_forward["served"]["n"] == walk_forward["naive"]["n"] > 0
 
 
 def test_rows_without_their_target_candle_use_the_last_close_before_it(bundle, store):

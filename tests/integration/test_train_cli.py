@@ -40,7 +40,9 @@ def test_linear_training_writes_a_verified_bundle_with_honest_metrics(linear_run
     for asset in ("bitcoin", "ethereum"):
         for tf in ("1h", "24h"):
             rows = manifest["metrics"]["overall"][asset][tf]
-            assert set(rows) == {"linear", "naive"}
+            assert set(rows) == {"linear", "naive", "served"}
+            assert rows["served"]["base"] == "linear" and 0.0 <= rows["served"]["shrink"] <= 1.0
+            assert rows["served"]["n"] == rows["naive"]["n"]
             assert rows["naive"]["mase"] == pytest.approx(1.0)
             assert rows["linear"]["n"] == rows["naive"]["n"] > 100
             assert 0.0 <= rows["linear"]["coverage_80"] <= 1.0
@@ -67,7 +69,8 @@ def test_every_kind_and_the_ensemble_in_quick_mode(tmp_path, slice_dir):
     assert result.exit_code == 0, result.output
     manifest = verify_bundle(tmp_path / "models" / "v1")
     rows = manifest["metrics"]["overall"]["bitcoin"]["1h"]
-    assert set(rows) == {"linear", "random_forest", "xgboost", "lstm", "ensemble", "naive"}
+    assert set(rows) == {"linear", "random_forest", "xgboost", "lstm", "ensemble", "naive", "served"}
+    assert rows["served"]["base"] == "ensemble"
     calibration = json.loads((tmp_path / "models/v1/bitcoin/1h/ensemble/calibration.json").read_text())
     weights = calibration["weights"]
     assert set(weights) == {"linear", "random_forest", "xgboost", "lstm"}

@@ -37,7 +37,7 @@ TRAIN_END = "2021-09-20"
 NOW = pd.Timestamp("2021-10-01T00:05:00Z")
 FIELDS = {"symbol", "current_price", "predicted_price", "confidence", "change_percentage", "timeframe",
           "prediction_time", "model_version", "target_time", "direction", "interval", "data_as_of", "stale",
-          "model_accuracy"}
+          "model_accuracy", "skill"}
 
 
 def clock_at(ts):
@@ -107,13 +107,16 @@ def test_predict_returns_every_field_consistently(service, trained):
     assert data["prediction_time"] == "2021-10-01T00:05:00Z" and data["stale"] is False
     change = data["predicted_price"] / data["current_price"] - 1
     assert data["change_percentage"] == pytest.approx(change * 100, abs=1e-4)
-    assert data["direction"] == ("up" if change > 0 else "down")
+    assert data["direction"] == ("flat" if abs(change) < 1e-4 else "up" if change > 0 else "down")
     low80, high80 = data["interval"]["80"]
     low95, high95 = data["interval"]["95"]
-    assert low95 < low80 < data["predicted_price"] < high80 < high95
+    assert low95 < low80 <= data["predicted_price"] <= high80 < high95
     assert 0.0 <= data["confidence"] <= 1.0
     metrics = load_manifest(models / "v1")["metrics"]["overall"]["bitcoin"]["24h"]
     assert data["model_accuracy"] == pytest.approx(metrics["ensemble"]["directional_accuracy"])
+    served = metrics["served"]
+    assert data["skill"] == {"mase": pytest.approx(served["mase"]), "beats_naive": served["mase"] < 1.0,
+                             "direction_accuracy": pytest.approx(served["directional_accuracy"]), "n": served["n"]}
 
 
 def test_serving_features_and_prediction_match_training_on_full_history(service, trained):
@@ -142,7 +145,7 @@ def test_post_training_residuals_are_the_models_errors_after_its_data(service, t
     # The same errors from the training pipeline's dataset on the full history.
     ds = build_dataset(CandleStore(url), "bitcoin", "24h")
     rows = (ds.X.index >= first) & (ds.X.index <= last)
-    expected = ds.y[rows].to_numpy() - pair.model.predict(ds.X[pair.features])[rows]
+    expected = ds.y[rows].to_numpy() - pair.shrink * pair.model.predict(ds.X[pair.features])[rows]
     start = pair.window_start(pd.Timestamp("2021-09-30T23:00Z"), first - (pair.context_rows - 1) * pair.step)
     store = CandleStore(url)
     got, scales = pair.post_training_residuals(store.load("bitcoin", "1h", start), {"ethereum": store.load(
@@ -350,13 +353,24 @@ def corrected(store, asset, at, factor):
     assert store.upsert(asset, "1h", row, "correction")["updated"] == 1
 
 
+def unshrunk(svc):
+    """``svc`` with its served models unshrunk, so a prediction depends on the features whatever the
+    skill gate learned for these small test bundles (tests of the feature cache, not of the gate)."""
+    for bundle in svc.snapshot().bundles.values():
+        for pair in bundle.pairs.values():
+            pair.shrink = 1.0
+    return svc
+
+
 def test_a_corrected_older_candle_is_seen_after_the_feature_cache_period(trained, models_copy, tmp_path):
     """The documented rule: the newest candle time keys the features, so a correction further
     back shows in the prediction only once FEATURE_CACHE_SECONDS have passed (or a new candle lands)."""
     set_alias(models_copy, "production", "v2")
     store = fill_store(f"sqlite:///{tmp_path / 'corrected.db'}", start="2021-08-01", end="2021-09-30T23:00Z")
-    kept = make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0, FEATURE_CACHE_SECONDS=3600)
-    short = make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0, FEATURE_CACHE_SECONDS=0.3)
+    kept = unshrunk(make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0,
+                                 FEATURE_CACHE_SECONDS=3600))
+    short = unshrunk(make_service(trained, models_copy, store=store, LATEST_TIME_TTL_SECONDS=0,
+                                  FEATURE_CACHE_SECONDS=0.3))
     before = kept.predict("BTC", "1h")
     assert short.predict("BTC", "1h") == before
     corrected(store, "bitcoin", pd.Timestamp("2021-09-30T20:00Z"), 1.05)
@@ -365,7 +379,7 @@ def test_a_corrected_older_candle_is_seen_after_the_feature_cache_period(trained
     fixed = short.predict("BTC", "1h")
     assert fixed["predicted_price"] != pytest.approx(before["predicted_price"], rel=1e-9)
     assert fixed["current_price"] == before["current_price"]  # the newest close did not change
-    fresh = make_service(trained, models_copy, store=store).predict("BTC", "1h")
+    fresh = unshrunk(make_service(trained, models_copy, store=store)).predict("BTC", "1h")
     # Interval statistics follow at the next candle (a model pass over the residual window).
     assert fixed["predicted_price"] == pytest.approx(fresh["predicted_price"], rel=1e-12)
 
