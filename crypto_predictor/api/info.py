@@ -81,8 +81,8 @@ def symbols():
     started = time.perf_counter()
     production, manifest = get_service().served_manifest("production")  # no listing of every bundle on disk
     served = set(manifest.get("assets") or [])
-    listed = [{"id": a.id, "ticker": a.ticker, "name": a.name, "pair": a.pair, "served": a.id in served}
-              for a in ASSETS]
+    listed = [{"id": a.id, "ticker": a.ticker, "name": a.name, "pair": a.pair, "tier": a.tier,
+               "coingecko_id": a.coingecko_id, "served": a.id in served} for a in ASSETS]
     return _ok({"symbols": listed, "timeframes": list(TIMEFRAMES),
                 "served_timeframes": manifest.get("timeframes") or [],
                 "intervals": list(INTERVALS_MS), "model_version": production}, started)

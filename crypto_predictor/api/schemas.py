@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from crypto_predictor.errors import CryptoPredictorError
-from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, check_interval, check_timeframe, supported_ids
+from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, check_interval, check_timeframe, core_ids, supported_ids
 
 MAX_BATCH_SYMBOLS = 50
 MAX_NAME_LENGTH = 64  # longest symbol / version name we accept (the real ones are far shorter)
@@ -119,7 +119,8 @@ class HistoryQuery(_Request):
 
 
 class SymbolPath(_Request):
-    symbol: _Raw = Field(description=f"Asset: id, ticker or pair; supported ids: {', '.join(supported_ids())}",
+    symbol: _Raw = Field(description=f"Asset: id, ticker or pair; core ids: {', '.join(core_ids())}, and "
+                                     f"{len(supported_ids()) - len(core_ids())} more (GET /api/v1/symbols)",
                          examples=["bitcoin"])
 
 

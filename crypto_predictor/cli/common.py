@@ -19,7 +19,7 @@ from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.storage.tables import candles
-from crypto_predictor.symbols import resolve, supported_ids
+from crypto_predictor.symbols import core_ids, resolve, supported_ids
 from crypto_predictor.timeutil import to_utc
 
 
@@ -55,9 +55,12 @@ def open_store(database_url=None) -> tuple[Config, CandleStore]:
 
 
 def resolve_symbols(symbols, available=None) -> list[str]:
-    """Asset ids for the --symbol values ('all' or none means every supported/available one)."""
-    if not symbols or "all" in [s.lower() for s in symbols]:
-        return list(available) if available is not None else supported_ids()
+    """Asset ids for the --symbol values: 'all' (or none) means every core asset, 'universe' every one of
+    the 174 (each limited to ``available`` when given), else the assets named."""
+    words = {s.lower() for s in symbols or ()}
+    if not symbols or words & {"all", "universe"}:
+        pool = supported_ids() if "universe" in words else core_ids()
+        return [a for a in pool if available is None or a in set(available)]
     return list(dict.fromkeys(resolve(s).id for s in symbols))
 
 

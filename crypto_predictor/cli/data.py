@@ -35,7 +35,8 @@ def init(database_url):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Directory of <PAIR>-<interval>.csv[.gz] files for --source csv (default: MARKET_DATA_DIR).")
 @click.option("--symbol", "symbols", multiple=True,
-              help="Asset to ingest (bitcoin, BTC or BTCUSDT); repeatable; 'all' or none = every one available.")
+              help="Asset to ingest (bitcoin, BTC or BTCUSDT); repeatable; 'all' or none = every core asset "
+                   "available, 'universe' = every one of the 174.")
 @click.option("--interval", default="1h", show_default=True, type=click.Choice(list(INTERVALS_MS)),
               help="Candle interval.")
 @click.option("--days", type=click.IntRange(min=1), default=None,

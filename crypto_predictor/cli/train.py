@@ -39,7 +39,8 @@ def format_summary(results) -> list[str]:
 
 @click.command(name="train")
 @click.option("--symbol", "symbols", multiple=True, default=("all",), show_default=True,
-              help="Asset (bitcoin, BTC, BTCUSDT); repeatable; 'all' = every asset with stored (or --data-dir) data.")
+              help="Asset (bitcoin, BTC, BTCUSDT); repeatable; 'all' = every core asset with stored (or --data-dir) "
+                   "data, 'universe' = every one of the 174.")
 @click.option("--timeframe", "timeframes", multiple=True, default=("all",), show_default=True,
               help=f"Prediction timeframe ({', '.join(TIMEFRAMES)}); repeatable; 'all' = every one.")
 @click.option("--model", type=click.Choice(MODEL_CHOICES), default="all", show_default=True,

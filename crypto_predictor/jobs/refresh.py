@@ -16,7 +16,7 @@ import pandas as pd
 from crypto_predictor.errors import CryptoPredictorError, InvalidInput
 from crypto_predictor.market.ingest import IngestReport, ingest_asset, resume_start
 from crypto_predictor.timeutil import to_utc
-from crypto_predictor.symbols import INTERVALS_MS, resolve, supported_ids
+from crypto_predictor.symbols import INTERVALS_MS, core_ids, resolve, supported_ids
 
 DEFAULT_INITIAL_DAYS = 30
 
@@ -37,7 +37,10 @@ class AssetRefresh:
 
 
 def configured_assets(config, source_name: str, source, interval: str) -> list[str]:
-    """REFRESH_ASSETS when set, else every known asset the source can deliver."""
+    """REFRESH_ASSETS when set ("universe": all 174 assets), else the core assets (a csv source: every
+    asset it has a file for)."""
+    if [a.lower() for a in config.REFRESH_ASSETS] == ["universe"]:
+        return source.available(interval) if source_name == "csv" else supported_ids()
     if config.REFRESH_ASSETS:
         try:
             return list(dict.fromkeys(resolve(a).id for a in config.REFRESH_ASSETS))
@@ -45,7 +48,7 @@ def configured_assets(config, source_name: str, source, interval: str) -> list[s
             raise InvalidInput(f"REFRESH_ASSETS: {exc.message}") from exc
     if source_name == "csv":
         return source.available(interval)
-    return supported_ids()
+    return core_ids()
 
 
 def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:

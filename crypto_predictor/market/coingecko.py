@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.errors import MarketDataUnavailable
+from crypto_predictor.errors import DataNotFound, MarketDataUnavailable
 from crypto_predictor.market.frames import FetchResult, empty_candles, normalise
 from crypto_predictor.market.http import build_session, get_json
 from crypto_predictor.symbols import INTERVALS_MS, resolve
@@ -52,11 +52,14 @@ class CoinGeckoSource:
 
     def fetch(self, symbol, interval="1h", start=None, end=None, progress=None) -> FetchResult:
         asset = resolve(symbol)
+        if asset.coingecko_id is None:
+            raise DataNotFound(f"coingecko: the CoinGecko id of {asset.ticker} is not known here; ingest it from "
+                               "binance or csv", asset=asset.id)
         now_ms = int(self._clock() * 1000)
         start_ms = now_ms - 30 * 86_400_000 if start is None else to_ms(start)
         # One day would come back 5-minutely, which we do not store.
         days = max(2, math.ceil((now_ms - start_ms) / 86_400_000))
-        body = self.market_chart(asset.id, days)
+        body = self.market_chart(asset.coingecko_id, days)
         if progress is not None:
             progress(len(body["prices"]))
         candles, got = points_to_candles(body["prices"], body.get("total_volumes") or [], now_ms)

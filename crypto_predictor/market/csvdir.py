@@ -1,7 +1,12 @@
-"""A directory of <PAIR>-<interval>.csv[.gz] files (the format of shared/data/ohlcv)."""
+"""Directories of <PAIR>-<interval>.csv[.gz] files (the format of shared/data/ohlcv and universe).
+
+``data_dir`` is one directory or several joined by ``os.pathsep``; a directory holding ``ohlcv/``
+and ``universe/`` (the shared data root) is searched in both, so one path reaches all 174 assets.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +16,7 @@ from crypto_predictor.market.frames import FetchResult, normalise
 from crypto_predictor.symbols import ASSETS, check_interval, resolve
 from crypto_predictor.timeutil import to_utc
 
+SUBDIRS = ("ohlcv", "universe")
 REQUIRED = ["open_time", "open", "high", "low", "close", "volume"]
 
 
@@ -18,15 +24,22 @@ class CsvSource:
     name = "csv"
 
     def __init__(self, data_dir):
-        self.data_dir = Path(data_dir)
-        if not self.data_dir.is_dir():
-            raise DataNotFound(f"market data directory not found: {self.data_dir}")
+        self.data_dir = str(data_dir)
+        self.dirs = []
+        for part in filter(None, self.data_dir.split(os.pathsep)):
+            root = Path(part)
+            if not root.is_dir():
+                raise DataNotFound(f"market data directory not found: {root}")
+            self.dirs += [root] + [root / sub for sub in SUBDIRS if (root / sub).is_dir()]
+        if not self.dirs:
+            raise DataNotFound("no market data directory given")
 
     def path_for(self, pair: str, interval: str) -> Path | None:
-        for suffix in (".csv", ".csv.gz"):
-            path = self.data_dir / f"{pair}-{interval}{suffix}"
-            if path.is_file():
-                return path
+        for root in self.dirs:
+            for suffix in (".csv", ".csv.gz"):
+                path = root / f"{pair}-{interval}{suffix}"
+                if path.is_file():
+                    return path
         return None
 
     def available(self, interval="1h") -> list[str]:
@@ -39,7 +52,7 @@ class CsvSource:
         path = self.path_for(asset.pair, interval)
         if path is None:
             raise DataNotFound(
-                f"no file {asset.pair}-{interval}.csv or .csv.gz in {self.data_dir}",
+                f"no file {asset.pair}-{interval}.csv or .csv.gz in {', '.join(map(str, self.dirs))}",
                 asset=asset.id,
             )
         raw = pd.read_csv(path)

@@ -88,7 +88,11 @@ def test_model_performance(client, quick_bundle):
 def test_symbols(client, quick_bundle):
     data = client.get("/api/v1/symbols").get_json()["data"]
     assert [s["id"] for s in data["symbols"]] == supported_ids()
-    assert {"id": "bitcoin", "ticker": "BTC", "name": "Bitcoin", "pair": "BTCUSDT", "served": True} in data["symbols"]
+    assert {"id": "bitcoin", "ticker": "BTC", "name": "Bitcoin", "pair": "BTCUSDT", "tier": "core",
+            "coingecko_id": "bitcoin", "served": True} in data["symbols"]
+    assert {"id": "acm", "ticker": "ACM", "name": "ACM", "pair": "ACMUSDT", "tier": "universe", "coingecko_id": None,
+            "served": False} in data["symbols"]
+    assert len(data["symbols"]) == 174
     assert [s["id"] for s in data["symbols"] if s["served"]] == ["bitcoin", "ethereum"]
     assert data["timeframes"] == ["1h", "24h", "7d", "30d"] and data["intervals"] == ["1h", "4h", "1d"]
     assert data["served_timeframes"] == ["1h", "24h"] and data["model_version"] == quick_bundle.production

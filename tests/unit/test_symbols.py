@@ -1,7 +1,8 @@
 import pytest
 
 from crypto_predictor.errors import UnknownSymbol, UnknownTimeframe
-from crypto_predictor.symbols import ASSETS, check_timeframe, resolve, supported_ids
+from crypto_predictor.market.csvdir import CsvSource
+from crypto_predictor.symbols import ASSETS, UNIVERSE_ASSETS, check_timeframe, core_ids, resolve, supported_ids
 
 REQUIRED = ["bitcoin", "ethereum", "binancecoin", "cardano", "solana", "polkadot", "litecoin", "ripple",
             "dogecoin", "tron", "avalanche-2", "chainlink", "matic-network", "shiba-inu", "cosmos",
@@ -30,6 +31,25 @@ def test_every_core_pair_of_the_shared_data_is_supported_by_id_ticker_and_pair(d
         asset = resolve(pair)
         assert asset.pair == pair
         assert resolve(asset.ticker) == asset == resolve(asset.id)
+
+
+def test_every_universe_pair_of_the_shared_data_is_supported_by_ticker_and_pair(data_dir):
+    pairs = sorted(p.name.split("-")[0] for p in (data_dir.parent / "universe").glob("*-1h.csv.gz"))
+    assert len(pairs) == len(UNIVERSE_ASSETS) == 154 and len(supported_ids()) == 174
+    assert sorted(a.pair for a in UNIVERSE_ASSETS) == pairs
+    for pair in pairs:
+        asset = resolve(pair)
+        assert asset.pair == pair and asset.tier == "universe" and resolve(asset.ticker) == asset
+    # Both tiers from the shared data root in one source.
+    assert CsvSource(data_dir.parent).available() == supported_ids()
+    assert CsvSource(data_dir).available() == core_ids()
+
+
+def test_a_universe_asset_answers_to_its_coingecko_id_only_when_it_is_known():
+    algo = resolve("ALGOUSDT")
+    assert (algo.id, algo.coingecko_id) == ("algorand", "algorand") and resolve("Algorand") is algo
+    acm = resolve("acm")
+    assert (acm.id, acm.ticker, acm.coingecko_id) == ("acm", "ACM", None) and resolve("ACMUSDT") is acm
 
 
 @pytest.mark.parametrize("bad", ["notacoin", "", "BTCEUR", None, 42])
