@@ -25,6 +25,9 @@ MIN_ROWS = 60  # fewer usable rows than this cannot be walk-forward evaluated me
 # Context asset for each asset's cross-asset features: BTC leads the market; BTC itself looks at ETH.
 CONTEXT_OF = {"bitcoin": "ethereum"}
 DEFAULT_CONTEXT = "bitcoin"
+# Global models see the same cross-asset context for every asset (bitcoin's own candles included for
+# bitcoin), so every asset's rows have the same columns.
+GLOBAL_CONTEXT = ("bitcoin", "ethereum")
 
 
 def bar_for(timeframe: str) -> str:
@@ -85,19 +88,23 @@ def load_candles(store, asset: str, start=None, end=None) -> pd.DataFrame:
     return frame
 
 
-def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None) -> Dataset:
+def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None, context_assets=None) -> Dataset:
     """Features and targets for one asset and timeframe from the store.
 
     ``days`` keeps the newest N days of rows (features still use the history before them);
-    ``end`` ignores candles after it (for reproducible re-tests).
+    ``end`` ignores candles after it (for reproducible re-tests); ``context_assets``: the
+    cross-asset context (default ``context_asset(asset)``; global models pass ``GLOBAL_CONTEXT``).
     """
     asset = resolve(symbol).id
     bar = bar_for(timeframe)
     h = horizon_rows(timeframe)
     candles = load_candles(store, asset, end=end)
-    ctx_name = context_asset(asset)
-    ctx = store.load(ctx_name, "1h", None, end)
-    context = {ctx_name: ctx} if len(ctx) else {}
+    names = [context_asset(asset)] if context_assets is None else list(context_assets)
+    context = {}
+    for ctx_name in names:
+        ctx = candles if ctx_name == asset else store.load(ctx_name, "1h", None, end)
+        if len(ctx):
+            context[ctx_name] = ctx
     X, own = feature_frame(candles, context, bar)
     y = make_target(own["close"], h)
     ok = X.notna().all(axis=1).to_numpy() & y.notna().to_numpy()

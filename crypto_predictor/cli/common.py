@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from crypto_predictor.config import Config
-from crypto_predictor.datasets import context_asset
+from crypto_predictor.datasets import GLOBAL_CONTEXT, context_asset
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
@@ -77,7 +77,8 @@ def ingest_csv(store, data_dir, symbols) -> list[str]:
     have = source.available("1h")
     wanted = resolve_symbols(symbols, have)
     # Cross-asset features need the context asset's candles too.
-    needed = list(dict.fromkeys(wanted + [context_asset(a) for a in wanted if context_asset(a) in have]))
+    context = [context_asset(a) for a in wanted] + list(GLOBAL_CONTEXT)
+    needed = list(dict.fromkeys(wanted + [a for a in context if a in have]))
     for asset in needed:
         report = ingest_asset(source, store, asset)
         click.echo(f"ingested {asset}: {report.inserted} new, {report.updated} updated, "

@@ -56,10 +56,13 @@ def format_summary(results) -> list[str]:
 @click.option("--folds", type=click.IntRange(min=2, max=20), default=4, show_default=True,
               help="Walk-forward folds (ignored with --quick, which uses 2).")
 @click.option("--end", default=None, help="Ignore candles after this ISO time (reproducible retraining).")
+@click.option("--design", type=click.Choice(["pair", "global"]), default="pair", show_default=True,
+              help="pair: models per (asset, timeframe); global: one model per (timeframe, kind) fitted on the "
+                   "pooled rows of every asset (no LSTM), serving assets with little history too.")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="(asset, timeframe) trainings run in parallel through joblib.")
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,
-                  jobs):
+                  design, jobs):
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
     # late: models and scikit-learn load only for the command that trains, not for every CLI start
     from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
@@ -73,7 +76,8 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
         assets = resolve_symbols(symbols, available or stored_assets(store))
         if not assets:
             raise click.ClickException("no candles stored; pass --data-dir or run `python -m crypto_predictor ingest`")
-        options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end)
+        options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end,
+                               design=design)
         started = time.perf_counter()
         with click.progressbar(length=len(assets) * len(tfs), label="training", file=sys.stderr) as bar:
             skipped = []

@@ -1,232 +1,31 @@
-"""Training orchestration used by the CLIs: walk-forward evaluate, fit, and write a bundle.
+"""Training runs: per-pair or global models for many (asset, timeframe) pairs, into one new bundle.
 
-For each (asset, timeframe):
-1. every base kind is walk-forward evaluated (``evaluation.backtest``): out-of-sample
-   predictions, rolling conformal intervals, calibrated direction confidence, per-fold metrics;
-2. the ensemble is evaluated from the same out-of-sample member predictions: its weights for
-   fold k are learned (inverse MSE) only from member errors realised before fold k starts
-   (fold 0, with no earlier errors, uses equal weights), so its figures are as honest as the
-   members' without refitting every member a second time;
-3. each base kind is refitted on all rows and the ensemble is assembled from those fits with
-   weights learned from all out-of-sample member errors;
-4. the artifacts (models, trailing residuals for serving-time intervals, the direction
-   calibrator) go into the bundle, the metrics into its manifest.
+Per-pair models (``train_pair``) are fitted on one asset's rows, pairs in parallel through
+joblib; global models (``global_models.train_global``) on the pooled rows of every asset, one
+timeframe at a time. Both are scored by ``scoring.score_pair`` and written through one
+``BundleWriter``, whose manifest records the metrics, the design of each timeframe and what was
+skipped.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from crypto_predictor.calibration import RollingConformal
-from crypto_predictor.datasets import Dataset, build_dataset
+from crypto_predictor.datasets import build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
-from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, calibration_state, write_calibration, write_pair
+from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
-from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
-from crypto_predictor.training.walk_forward import backtest
-
-BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
-ALL_KINDS = BASE_KINDS + ("ensemble",)
-# How many trailing realised residuals the bundle keeps for serving-time intervals.
-RESIDUALS_KEPT = 2000
-
-
-@dataclass
-class TrainOptions:
-    kinds: tuple = ALL_KINDS
-    quick: bool = False
-    seed: int = 42
-    days: int | None = None
-    n_folds: int = 4
-    end: str | None = None
-
-
-@dataclass
-class PairResult:
-    asset: str
-    timeframe: str
-    bar: str
-    horizon: int
-    features: list
-    context: list
-    data_range: tuple
-    n_rows: int
-    summary: dict = field(default_factory=dict)  # kind -> metrics row; plus "naive"
-    folds: dict = field(default_factory=dict)  # kind -> [fold rows]
-    seconds: dict = field(default_factory=dict)  # kind -> fit+evaluate seconds
-    files: list = field(default_factory=list)
-
-
-def expand_kinds(model: str) -> tuple:
-    if model == "all":
-        return ALL_KINDS
-    get_model_class(model)  # unknown kind -> clear error listing the valid ones
-    return (model,)
-
-
-def make_model(kind: str, options: TrainOptions, horizon: int):
-    cls = get_model_class(kind)
-    params = dict(cls.QUICK_PARAMS) if options.quick else {}
-    accepted = cls().get_params()
-    if "seed" in accepted:
-        params["seed"] = options.seed
-    if "gap" in accepted:
-        params["gap"] = horizon
-    return cls(**params)
-
-
-def _conformal(ds: Dataset) -> tuple[RollingConformal, np.ndarray | None]:
-    conformal = RollingConformal.for_horizon(ds.horizon, min_history=min(100, max(10, len(ds.y) // 20)))
-    return conformal, conformal.scale(ds.close.to_numpy())
-
-
-def _min_train(n: int, horizon: int) -> int:
-    """Folds cover the second half of the series; the first half (less the purge gap) trains fold 0."""
-    return max(50, int(n * 0.5) - horizon)
-
-
-class _Replay:
-    """A 'model' that returns precomputed out-of-sample predictions for the rows asked.
-
-    Lets the ensemble's causally weighted predictions go through the same scoring
-    (intervals, calibration, metrics) as every other kind.
-    """
-
-    def __init__(self, table: pd.Series):
-        self.table = table
-
-    def fit(self, X, y):
-        return self
-
-    def predict(self, X):
-        return self.table.loc[X.index].to_numpy()
-
-
-def _ensemble_oos(member_preds: dict, y_true: pd.Series, folds: pd.Series, horizon: int,
-                  positions: pd.Series) -> tuple[pd.Series, list]:
-    """Causally weighted ensemble predictions per fold; returns (predictions, weights per fold)."""
-    names = list(member_preds)
-    P = np.column_stack([member_preds[k].to_numpy() for k in names])
-    y = y_true.to_numpy()
-    out = np.empty(len(y))
-    weights_by_fold = []
-    for k in sorted(folds.unique()):
-        here = (folds == k).to_numpy()
-        first = positions[here].min()
-        known = (positions + horizon <= first).to_numpy() & ~here
-        w = inverse_mse_weights(y[known], P[known]) if known.sum() >= 10 else np.full(len(names), 1 / len(names))
-        weights_by_fold.append(dict(zip(names, w.round(6).tolist())))
-        out[here] = P[here] @ w
-    return pd.Series(out, index=y_true.index), weights_by_fold
-
-
-def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) -> dict:
-    """What serving needs to produce intervals and confidence for this kind."""
-    preds = result.predictions.tail(RESIDUALS_KEPT)
-    pos = preds["position"].to_numpy()
-    return calibration_state(conformal, result.calibrator, ds.X.index[pos], preds["y_true"] - preds["y_pred"],
-                             None if scale is None else scale[pos])
+from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
+    ALL_KINDS, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
     """Evaluate, fit and (when ``out_dir`` is given) save every requested kind for one pair."""
     ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end)
-    result = PairResult(ds.asset, ds.timeframe, ds.bar, ds.horizon, list(ds.X.columns), ds.context,
-                        ds.data_range, len(ds.y))
-    conformal, scale = _conformal(ds)
-    n_folds = 2 if options.quick else options.n_folds
-    min_train = _min_train(len(ds.y), ds.horizon)
-    base = [k for k in BASE_KINDS if k in options.kinds or "ensemble" in options.kinds]
-    oos, fitted, states = {}, {}, {}
-    for kind in base:
-        started = time.perf_counter()
-        bt = backtest(lambda: make_model(kind, options, ds.horizon), ds.X, ds.y, ds.horizon, n_folds, min_train,
-                      conformal=conformal, scale=scale, name=kind, price=ds.close.to_numpy())
-        fitted[kind] = make_model(kind, options, ds.horizon).fit(ds.X, ds.y)
-        result.seconds[kind] = time.perf_counter() - started
-        oos[kind] = bt
-        states[kind] = _calibration_state(bt, conformal, scale, ds)
-        result.summary[kind] = bt.summary[0]
-        result.summary.setdefault("naive", bt.summary[1])
-        result.folds[kind] = bt.folds
-
-    if "ensemble" in options.kinds:
-        started = time.perf_counter()
-        first = oos[base[0]].predictions
-        index = pd.Index(first["index"])
-        member_preds = {k: pd.Series(oos[k].predictions["y_pred"].to_numpy(), index=index) for k in base}
-        table, fold_weights = _ensemble_oos(member_preds, pd.Series(first["y_true"].to_numpy(), index=index),
-                                            pd.Series(first["fold"].to_numpy(), index=index), ds.horizon,
-                                            pd.Series(first["position"].to_numpy(), index=index))
-        bt = backtest(lambda: _Replay(table), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal,
-                      scale=scale, name="ensemble", price=ds.close.to_numpy())
-        P = np.column_stack([member_preds[k].to_numpy() for k in base])
-        weights = inverse_mse_weights(first["y_true"].to_numpy(), P)
-        fitted["ensemble"] = EnsembleModel.from_fitted([fitted[k] for k in base], weights, gap=ds.horizon)
-        states["ensemble"] = _calibration_state(bt, conformal, scale, ds)
-        states["ensemble"]["weights"] = dict(zip(base, weights.round(6).tolist()))
-        states["ensemble"]["weights_by_fold"] = fold_weights
-        oos["ensemble"] = bt
-        result.summary["ensemble"] = bt.summary[0]
-        result.summary.setdefault("naive", bt.summary[1])
-        result.folds["ensemble"] = bt.folds
-        result.seconds["ensemble"] = time.perf_counter() - started
-
-    base_kind = served_base(options.kinds, result.summary)
-    states[SERVED] = _served(oos[base_kind], ds, n_folds, min_train, conformal, scale,
-                             result, base_kind)
-    if out_dir is not None:
-        for kind in options.kinds:
-            kind_dir = out_dir / kind
-            result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
-            result.files.append(f"{kind}/{write_calibration(kind_dir, states[kind])}")
-        result.files.append(f"{SERVED}/{write_calibration(out_dir / SERVED, states[SERVED])}")
-    return result
-
-
-def served_base(kinds, summary: dict) -> str:
-    """The kind the served forecast shrinks: the ensemble when trained, else the only kind, else the
-    lowest walk-forward MASE (``registry.artifacts.PairArtifacts.served_kind`` reads the same rule)."""
-    kinds = [k for k in kinds if k != SERVED]
-    if "ensemble" in kinds or len(kinds) == 1:
-        return "ensemble" if "ensemble" in kinds else kinds[0]
-    return min(sorted(kinds), key=lambda k: (summary.get(k) or {}).get("mase") or float("inf"))
-
-
-def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale, result: PairResult,
-            base_kind: str) -> dict:
-    """Evaluate the gated forecast (``skill_gate``) from the base kind's out-of-sample predictions and
-    return its calibration state: shrink factor for serving, its intervals' residuals, its calibrator."""
-    started = time.perf_counter()
-    preds = base_bt.predictions
-    index = pd.Index(preds["index"])
-    gated, per_fold = gated_predictions(preds["y_true"], preds["y_pred"], preds["position"], preds["fold"],
-                                        ds.horizon)
-    bt = backtest(lambda: _Replay(pd.Series(gated, index=index)), ds.X, ds.y, ds.horizon, n_folds, min_train,
-                  conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy())
-    shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
-    result.summary[SERVED] = {**bt.summary[0], "base": base_kind, "shrink": shrink}
-    result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]
-    result.seconds[SERVED] = time.perf_counter() - started
-    return _calibration_state(bt, conformal, scale, ds) | {"base": base_kind, "shrink": shrink, "t": round(t, 3),
-                                                           "shrink_by_fold": per_fold}
-
-
-@dataclass
-class Skipped:
-    """A pair that could not be trained (too little history); reported, not fatal for the run."""
-
-    asset: str
-    timeframe: str
-    reason: str
+    return score_pair(ds, options, out_dir, lambda kind: lambda: make_model(kind, options, ds.horizon),
+                      lambda kind: make_model(kind, options, ds.horizon).fit(ds.X, ds.y))
 
 
 def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str):
@@ -237,11 +36,32 @@ def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOpti
     except InsufficientData as exc:
         shutil.rmtree(out, ignore_errors=True)
         return Skipped(asset, timeframe, exc.message)
+    return _with_pair_file(result, out)
+
+
+def _with_pair_file(result: PairResult, out: Path) -> PairResult:
     meta = {"asset": result.asset, "timeframe": result.timeframe, "bar": result.bar, "horizon": result.horizon,
             "features": result.features, "context": result.context, "data_range": list(result.data_range),
-            "n_rows": result.n_rows, "kinds": list(options.kinds)}
+            "n_rows": result.n_rows, "kinds": result.kinds, "design": result.design}
     result.files.append(write_pair(out, meta))
     return result
+
+
+def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, writer, info: dict):
+    """Each timeframe's global models (``training.global_models``), one timeframe after another: the
+    pooled fits use every core themselves."""
+    from crypto_predictor.training.global_models import train_global  # late: per-pair runs never need it
+
+    store = CandleStore(database_url)
+    for tf in timeframes:
+        try:
+            results, skipped, info[tf] = train_global(store, assets, tf, options,
+                                                      lambda a, tf=tf: writer.path_for(a, tf, PAIR_FILE).parent)
+        except InsufficientData as exc:
+            yield from (Skipped(a, tf, exc.message) for a in assets)
+            continue
+        yield from skipped
+        yield from (_with_pair_file(r, writer.path_for(r.asset, tf, PAIR_FILE).parent) for r in results)
 
 
 def metrics_tables(results: list[PairResult]) -> dict:
@@ -265,11 +85,16 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
     from joblib import Parallel, delayed
 
     pairs = [(a, t) for a in assets for t in timeframes]
+    designs = {}
     with BundleWriter(models_dir) as writer:
-        jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
-                for a, t in pairs)
+        if options.design == "global":
+            done = _global_jobs(database_url, assets, timeframes, options, writer, designs)
+        else:
+            jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
+                    for a, t in pairs)
+            done = Parallel(n_jobs=min(n_jobs, len(pairs)), return_as="generator_unordered")(jobs)
         results, skipped = [], []
-        for result in Parallel(n_jobs=min(n_jobs, len(pairs)), return_as="generator_unordered")(jobs):
+        for result in done:
             (skipped if isinstance(result, Skipped) else results).append(result)
             if on_done is not None:
                 on_done(result)
@@ -278,7 +103,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
         results.sort(key=lambda r: (r.asset, r.timeframe))
         first, last = min(r.data_range[0] for r in results), max(r.data_range[1] for r in results)
         writer.finalize(
-            assets=sorted({r.asset for r in results}), timeframes=list(timeframes), kinds=list(options.kinds),
+            assets=sorted({r.asset for r in results}), timeframes=list(timeframes),
+            kinds=[k for k in options.kinds if any(k in r.kinds for r in results)],
             features=list(dict.fromkeys(f for r in results for f in r.features)),
             data_range={"start": first, "end": last, "days": options.days, "end_limit": options.end},
             metrics=metrics_tables(results),
@@ -288,6 +114,7 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
                    "pairs": {f"{r.asset}/{r.timeframe}": {"bar": r.bar, "horizon": r.horizon, "rows": r.n_rows,
                                                           "context": r.context, "data_range": r.data_range}
                              for r in results},
-                   "skipped": {f"{s.asset}/{s.timeframe}": s.reason for s in skipped}},
+                   "skipped": {f"{s.asset}/{s.timeframe}": s.reason for s in skipped},
+                   "design": {tf: designs.get(tf, {"design": "pair"}) for tf in timeframes}},
         )
     return writer.version, results

@@ -189,7 +189,7 @@ class _Rows:
 
 
 def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
-    ds = build_dataset(store, pair.asset, pair.timeframe, end=end)
+    ds = build_dataset(store, pair.asset, pair.timeframe, end=end, context_assets=pair.context or None)
     missing = [f for f in pair.features if f not in ds.X.columns]
     if missing:
         ctx = ", ".join(pair.context) or "none"

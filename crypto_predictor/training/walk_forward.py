@@ -125,7 +125,8 @@ def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -
     folds = []
     for k, (tr, te) in enumerate(splits):
         m = fold == k
-        row = {"fold": k, "train_start": int(tr[0]), "train_end": int(tr[-1]), "test_start": int(te[0]),
+        row = {"fold": k, "train_start": int(tr[0]) if len(tr) else None,
+               "train_end": int(tr[-1]) if len(tr) else None, "test_start": int(te[0]),
                "test_end": int(te[-1]), "n_train": len(tr), "fit_seconds": timings[k][0],
                "predict_seconds": timings[k][1]}
         row.update(metrics(y_true[m], y_pred[m], **{b: v[m] for b, v in iv_kw.items()}, confidence=confidence[m]))
@@ -136,7 +137,7 @@ def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -
 def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_size: int | None = None,
              expanding: bool = True, max_train: int | None = None, conformal: RollingConformal | None = None,
              scale=None, calibration_window: int | None = 5000, make_calibrator=None,
-             name: str = "model", price=None) -> BacktestResult:
+             name: str = "model", price=None, splits=None) -> BacktestResult:
     """Fit ``make_model()`` on each train fold, predict its test fold, score everything causally.
 
     Intervals for a test row t come from the residuals of earlier out-of-sample predictions
@@ -147,7 +148,9 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     n_without_interval). The DirectionCalibrator for fold k is fitted on the latest
     ``calibration_window`` out-of-sample rows known before fold k starts; fold 0 gets the base
     rate 0.5. ``scale``: explicit causal volatility per row (overrides the one from price).
-    The returned ``calibrator`` is refitted on the latest rows, ready for serving.
+    The returned ``calibrator`` is refitted on the latest rows, ready for serving. ``splits``: explicit
+    (train_idx, test_idx) pairs instead of ``walk_forward_splits`` (the global models' calendar folds,
+    in which an asset's train part may be empty: its rows were predicted by a model fitted on others).
     """
     y_arr = as_1d("y", y)
     n = len(y_arr)
@@ -162,7 +165,8 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     if conformal.horizon != horizon:
         raise InvalidInput(f"conformal horizon {conformal.horizon} differs from backtest horizon {horizon}")
     scale_arr = _scales(conformal, scale, price_full, n)
-    splits = walk_forward_splits(n, n_folds, horizon, min_train, test_size, expanding, max_train)
+    if splits is None:
+        splits = walk_forward_splits(n, n_folds, horizon, min_train, test_size, expanding, max_train)
     pos, y_pred, fold, timings = _fit_folds(make_model, X, y_arr, splits)
     y_true = y_arr[pos]
 

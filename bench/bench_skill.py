@@ -1,0 +1,93 @@
+"""Walk-forward skill of what is served: the gated forecast beside the best kind and naive, per pair.
+
+Trains every (asset, timeframe) exactly as ``train_model.py`` would (``training.pipeline.train_pair``,
+nothing written), in parallel, and prints per pair the served forecast's MASE, direction,
+top-decile direction and coverage, the shrinkage factor the skill gate kept, the ensemble's and
+the best kind's MASE, and seconds; then per timeframe how many pairs the served forecast keeps at
+or below MASE 1.000. Uses the store in DATABASE_URL (ingest the shared CSVs first).
+
+    .venv/bin/python -m bench.bench_skill [--symbol all] [--timeframe 24h ...] [--members linear,xgboost]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from joblib import Parallel, delayed
+
+from crypto_predictor.cli.common import resolve_symbols, stored_assets
+from crypto_predictor.config import Config
+from crypto_predictor.errors import InsufficientData
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.training.pipeline import BASE_KINDS, TrainOptions, train_pair
+
+
+def _one(url: str, asset: str, timeframe: str, options: TrainOptions):
+    started = time.perf_counter()
+    try:
+        r = train_pair(CandleStore(url), asset, timeframe, options, None)
+    except InsufficientData as exc:
+        return {"asset": asset, "timeframe": timeframe, "skipped": exc.message}
+    kinds = {k: v for k, v in r.summary.items() if k not in ("naive", "served")}
+    best = min(kinds, key=lambda k: kinds[k]["mase"])
+    s = r.summary["served"]
+    return {"asset": asset, "timeframe": timeframe, "n": s["n"], "served_mase": s["mase"], "shrink": s["shrink"],
+            "served_da": s["directional_accuracy"], "served_top10": s["top_decile_directional_accuracy"],
+            "cov80": s["coverage_80"], "cov95": s["coverage_95"],
+            "ensemble_mase": (r.summary.get("ensemble") or {}).get("mase"), "best": best,
+            "best_mase": kinds[best]["mase"], "best_da": kinds[best]["directional_accuracy"],
+            "kind_mase": {k: v["mase"] for k, v in kinds.items()}, "seconds": r.seconds,
+            "wall": time.perf_counter() - started}
+
+
+def _print(rows: list[dict]) -> None:
+    click.echo(f"{'asset':<18}{'tf':<5}{'n':>7}{'served':>9}{'k':>6}{'dir':>7}{'top10':>7}{'cov80':>7}{'cov95':>7}"
+               f"{'ens':>9}{'best':>15}{'secs':>7}")
+    for r in rows:
+        if "skipped" in r:
+            click.echo(f"{r['asset']:<18}{r['timeframe']:<5} skipped: {r['skipped']}")
+            continue
+        ens = "-" if r["ensemble_mase"] is None else f"{r['ensemble_mase']:.4f}"
+        click.echo(f"{r['asset']:<18}{r['timeframe']:<5}{r['n']:>7}{r['served_mase']:>9.4f}{r['shrink']:>6.2f}"
+                   f"{r['served_da']:>7.3f}{r['served_top10']:>7.3f}{r['cov80']:>7.3f}{r['cov95']:>7.3f}{ens:>9}"
+                   f"{r['best'][:6] + ' ' + format(r['best_mase'], '.4f'):>15}{r['wall']:>7.1f}")
+    for tf in dict.fromkeys(r["timeframe"] for r in rows):
+        done = [r for r in rows if r["timeframe"] == tf and "skipped" not in r]
+        if not done:
+            continue
+        served = [r["served_mase"] for r in done]
+        best = [r["best_mase"] for r in done]
+        kept = sum(r["shrink"] > 0 for r in done)
+        click.echo(f"{tf}: {len(done)} pairs; served MASE mean {sum(served) / len(served):.4f} max {max(served):.4f}, "
+                   f"<= 1.000 in {sum(m <= 1.0 for m in served)}/{len(done)}; best kind mean "
+                   f"{sum(best) / len(best):.4f} max {max(best):.4f}, <= 1 in {sum(m <= 1.0 for m in best)}; "
+                   f"gate kept a model in {kept}")
+
+
+@click.command()
+@click.option("--symbol", "symbols", multiple=True, default=("all",), help="Assets ('all' = core assets stored).")
+@click.option("--timeframe", "timeframes", multiple=True, default=("1h", "24h", "7d", "30d"))
+@click.option("--members", default=",".join(BASE_KINDS), show_default=True, help="Ensemble members.")
+@click.option("--days", type=int, default=None, help="Newest N days of rows only.")
+@click.option("--end", default=None, help="Ignore candles after this ISO time.")
+@click.option("--quick", is_flag=True)
+@click.option("--jobs", type=int, default=2, show_default=True)
+@click.option("--json", "json_out", default=None, help="Also write the rows to this file.")
+def main(symbols, timeframes, members, days, end, quick, jobs, json_out):
+    url = Config().DATABASE_URL
+    assets = resolve_symbols(symbols, stored_assets(CandleStore(url)))
+    members = tuple(m.strip() for m in members.split(",") if m.strip())
+    options = TrainOptions(kinds=members + ("ensemble",), members=members, quick=quick, days=days, end=end)
+    started = time.perf_counter()
+    rows = Parallel(n_jobs=jobs)(delayed(_one)(url, a, t, options) for a in assets for t in timeframes)
+    _print(rows)
+    click.echo(f"{len(rows)} pairs, members {','.join(members)}, wall {time.perf_counter() - started:.0f} s")
+    if json_out:
+        with open(json_out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

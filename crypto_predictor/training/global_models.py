@@ -1,0 +1,132 @@
+"""Global models: one model per (timeframe, kind) fitted on the pooled rows of many assets.
+
+Every asset's rows carry the same columns: its own features (returns, ratios, oscillators and
+volatilities, comparable across assets) and the same cross-asset context
+(``datasets.GLOBAL_CONTEXT``: bitcoin's and ethereum's returns and volatility). Walk-forward folds
+are calendar blocks shared by all assets: the second half of the pooled period in ``n_folds``
+equal blocks; fold k's model is fitted on every asset's rows whose targets are realised before
+block k starts (a purge gap of the horizon), then predicts every asset's rows in block k. An
+asset too young to have trained anything is still predicted, which is how a new or short-history
+asset gets a forecast. Each asset's out-of-sample predictions then go through the same scoring
+as per-pair models (``pipeline.score_pair``: intervals, confidence, the ensemble, the skill gate),
+so the two designs are judged by one rule.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from crypto_predictor.datasets import BAR_HOURS, GLOBAL_CONTEXT, Dataset, build_dataset
+from crypto_predictor.errors import InsufficientData, InvalidInput
+from crypto_predictor.training.scoring import (
+    BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, score_pair)
+
+# The LSTM is a per-pair kind: one network over every asset's sequences is left to measure later.
+GLOBAL_KINDS = tuple(k for k in BASE_KINDS if k != "lstm")
+
+
+def calendar_edges(datasets: dict, n_folds: int) -> pd.DatetimeIndex:
+    """Starts of the ``n_folds`` test blocks and the end (exclusive) of the last one."""
+    start = min(ds.X.index[0] for ds in datasets.values())
+    end = max(ds.X.index[-1] for ds in datasets.values())
+    step = pd.Timedelta(hours=BAR_HOURS[next(iter(datasets.values())).bar])
+    return pd.DatetimeIndex(list(pd.date_range(start + (end - start) / 2, end, periods=n_folds + 1)[:-1])
+                            + [end + step])
+
+
+def asset_splits(ds: Dataset, edges: pd.DatetimeIndex) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, test_idx) of one asset on the shared calendar folds; blocks it has no rows in are left out."""
+    step = pd.Timedelta(hours=BAR_HOURS[ds.bar])
+    index = ds.X.index
+    splits = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        test = np.flatnonzero((index >= lo) & (index < hi))
+        if len(test):
+            splits.append((np.flatnonzero(index < lo - ds.horizon * step), test))
+    return splits
+
+
+def _pooled(datasets: dict, masks: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    X = pd.concat([ds.X[masks[a]] for a, ds in datasets.items()], ignore_index=True)
+    y = np.concatenate([ds.y.to_numpy()[masks[a]] for a, ds in datasets.items()])
+    return X, y
+
+
+def global_predictions(datasets: dict, kind: str, options: TrainOptions, edges) -> tuple[dict, list]:
+    """(asset -> out-of-sample predictions on its test rows as a Series, per-fold fit seconds)."""
+    h = next(iter(datasets.values())).horizon
+    step = pd.Timedelta(hours=BAR_HOURS[next(iter(datasets.values())).bar])
+    out = {a: [] for a in datasets}
+    seconds = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        X, y = _pooled(datasets, {a: np.asarray(ds.X.index < lo - h * step) for a, ds in datasets.items()})
+        if len(y) < 50:
+            raise InsufficientData(f"{kind}: only {len(y)} pooled rows before {lo.isoformat()}; ingest more history")
+        started = time.perf_counter()
+        model = make_model(kind, options, h).fit(X, y)
+        seconds.append(time.perf_counter() - started)
+        for a, ds in datasets.items():
+            test = (ds.X.index >= lo) & (ds.X.index < hi)
+            if test.any():
+                out[a].append(pd.Series(np.asarray(model.predict(ds.X[test]), dtype=float), index=ds.X.index[test]))
+    return {a: pd.concat(parts) for a, parts in out.items() if parts}, seconds
+
+
+def fit_global(datasets: dict, kind: str, options: TrainOptions):
+    X, y = _pooled(datasets, {a: np.ones(len(ds.y), bool) for a, ds in datasets.items()})
+    return make_model(kind, options, next(iter(datasets.values())).horizon).fit(X, y)
+
+
+def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tuple[dict, list]:
+    """(asset -> Dataset on the global columns, [Skipped]) for the assets with enough rows."""
+    datasets, skipped = {}, []
+    for asset in assets:
+        try:
+            datasets[asset] = build_dataset(store, asset, timeframe, days=options.days, end=options.end,
+                                            context_assets=GLOBAL_CONTEXT)
+        except InsufficientData as exc:
+            skipped.append(Skipped(asset, timeframe, exc.message))
+    columns = {tuple(ds.X.columns) for ds in datasets.values()}
+    if len(columns) > 1 or (datasets and set(GLOBAL_CONTEXT) - set(next(iter(datasets.values())).context)):
+        raise InvalidInput(f"global models need the candles of {', '.join(GLOBAL_CONTEXT)} for the same period "
+                           "as the assets: ingest them")
+    return datasets, skipped
+
+
+def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_for=None) -> tuple[list, list, dict]:
+    """Train one timeframe's global models over ``assets``; returns ([PairResult], [Skipped], info).
+
+    ``out_dir_for(asset)``: where each asset's files go (None: write nothing). Each asset's
+    directory holds the global models (the same files for every asset) and its own calibration.
+    """
+    datasets, skipped = global_datasets(store, assets, timeframe, options)
+    if not datasets:
+        raise InsufficientData("nothing to train: " + "; ".join(s.reason for s in skipped))
+    kinds = [k for k in base_kinds(options) if k in GLOBAL_KINDS]
+    if not kinds:
+        raise InvalidInput(f"global models are {', '.join(GLOBAL_KINDS)} (and their ensemble); got "
+                           f"{', '.join(options.kinds)}")
+    edges = calendar_edges(datasets, 2 if options.quick else options.n_folds)
+    oos, fitted, fit_seconds = {}, {}, {}
+    for kind in kinds:
+        started = time.perf_counter()
+        oos[kind], per_fold = global_predictions(datasets, kind, options, edges)
+        fitted[kind] = fit_global(datasets, kind, options)
+        fit_seconds[kind] = {"folds": per_fold, "total": time.perf_counter() - started}
+    results = []
+    for asset, ds in datasets.items():
+        if asset not in oos[kinds[0]]:
+            skipped.append(Skipped(asset, timeframe, f"{asset} {timeframe}: no rows in the walk-forward period"))
+            continue
+        splits = asset_splits(ds, edges)
+        out_dir = None if out_dir_for is None else out_dir_for(asset)
+        result = score_pair(ds, options, out_dir, lambda kind: (lambda t=oos[kind][asset]: _Replay(t)),
+                            lambda kind: fitted[kind], splits=splits, kinds=kinds)
+        result.design = "global"
+        results.append(result)
+    info = {"design": "global", "assets": sorted(datasets), "kinds": kinds, "fold_edges": [e.isoformat() for e in edges],
+            "rows": int(sum(len(ds.y) for ds in datasets.values())), "fit_seconds": fit_seconds}
+    return results, skipped, info

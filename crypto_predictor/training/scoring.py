@@ -1,0 +1,245 @@
+"""Scoring one pair's models the same way whatever fitted them: walk-forward, ensemble, skill gate, files.
+
+For each (asset, timeframe):
+1. every base kind is walk-forward evaluated (``walk_forward.backtest``): out-of-sample
+   predictions, rolling conformal intervals, calibrated direction confidence, per-fold metrics;
+2. the ensemble is evaluated from the same out-of-sample member predictions: its weights for
+   fold k are learned (inverse MSE) only from member errors realised before fold k starts
+   (fold 0, with no earlier errors, uses equal weights);
+3. the served forecast is the skill gate's (``skill_gate``) shrinkage of the ensemble (or the
+   only kind) toward no-change, learned the same way from earlier folds only;
+4. the artifacts (models, trailing residuals for serving-time intervals, the direction
+   calibrator, the shrinkage factor) go into the pair's directory, the metrics into its result.
+
+Per-pair models (``pipeline.train_pair``) and global models (``global_models``) both end here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crypto_predictor.calibration import RollingConformal
+from crypto_predictor.datasets import Dataset
+from crypto_predictor.errors import InvalidInput
+from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
+from crypto_predictor.registry.artifacts import SERVED, calibration_state, write_calibration
+from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
+from crypto_predictor.training.walk_forward import backtest
+
+BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
+ALL_KINDS = BASE_KINDS + ("ensemble",)
+# How many trailing realised residuals the bundle keeps for serving-time intervals.
+RESIDUALS_KEPT = 2000
+
+
+@dataclass
+class TrainOptions:
+    kinds: tuple = ALL_KINDS
+    members: tuple = BASE_KINDS  # the ensemble's members (trained whenever the ensemble is)
+    quick: bool = False
+    seed: int = 42
+    days: int | None = None
+    n_folds: int = 4
+    end: str | None = None
+    design: str = "pair"  # "pair": per (asset, timeframe) models; "global": pooled per (timeframe, kind)
+
+
+@dataclass
+class PairResult:
+    asset: str
+    timeframe: str
+    bar: str
+    horizon: int
+    features: list
+    context: list
+    data_range: tuple
+    n_rows: int
+    summary: dict = field(default_factory=dict)  # kind -> metrics row; plus "naive"
+    folds: dict = field(default_factory=dict)  # kind -> [fold rows]
+    seconds: dict = field(default_factory=dict)  # kind -> fit+evaluate seconds
+    files: list = field(default_factory=list)
+    kinds: list = field(default_factory=list)  # kinds saved
+    design: str = "pair"  # "pair": models of this asset alone; "global": pooled over many assets
+
+
+def expand_kinds(model: str) -> tuple:
+    if model == "all":
+        return ALL_KINDS
+    get_model_class(model)  # unknown kind -> clear error listing the valid ones
+    return (model,)
+
+
+def make_model(kind: str, options: TrainOptions, horizon: int):
+    cls = get_model_class(kind)
+    params = dict(cls.QUICK_PARAMS) if options.quick else {}
+    accepted = cls().get_params()
+    if "seed" in accepted:
+        params["seed"] = options.seed
+    if "gap" in accepted:
+        params["gap"] = horizon
+    return cls(**params)
+
+
+def _conformal(ds: Dataset) -> tuple[RollingConformal, np.ndarray | None]:
+    conformal = RollingConformal.for_horizon(ds.horizon, min_history=min(100, max(10, len(ds.y) // 20)))
+    return conformal, conformal.scale(ds.close.to_numpy())
+
+
+def _min_train(n: int, horizon: int) -> int:
+    """Folds cover the second half of the series; the first half (less the purge gap) trains fold 0."""
+    return max(50, int(n * 0.5) - horizon)
+
+
+class _Replay:
+    """A 'model' that returns precomputed out-of-sample predictions for the rows asked.
+
+    Lets the ensemble's causally weighted predictions go through the same scoring
+    (intervals, calibration, metrics) as every other kind.
+    """
+
+    def __init__(self, table: pd.Series):
+        self.table = table
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.table.loc[X.index].to_numpy()
+
+
+def _ensemble_oos(member_preds: dict, y_true: pd.Series, folds: pd.Series, horizon: int,
+                  positions: pd.Series) -> tuple[pd.Series, list]:
+    """Causally weighted ensemble predictions per fold; returns (predictions, weights per fold)."""
+    names = list(member_preds)
+    P = np.column_stack([member_preds[k].to_numpy() for k in names])
+    y = y_true.to_numpy()
+    out = np.empty(len(y))
+    weights_by_fold = []
+    for k in sorted(folds.unique()):
+        here = (folds == k).to_numpy()
+        first = positions[here].min()
+        known = (positions + horizon <= first).to_numpy() & ~here
+        w = inverse_mse_weights(y[known], P[known]) if known.sum() >= 10 else np.full(len(names), 1 / len(names))
+        weights_by_fold.append(dict(zip(names, w.round(6).tolist())))
+        out[here] = P[here] @ w
+    return pd.Series(out, index=y_true.index), weights_by_fold
+
+
+def _calibration_state(result, conformal: RollingConformal, scale, ds: Dataset) -> dict:
+    """What serving needs to produce intervals and confidence for this kind."""
+    preds = result.predictions.tail(RESIDUALS_KEPT)
+    pos = preds["position"].to_numpy()
+    return calibration_state(conformal, result.calibrator, ds.X.index[pos], preds["y_true"] - preds["y_pred"],
+                             None if scale is None else scale[pos])
+
+
+def base_kinds(options: TrainOptions) -> list[str]:
+    """The single kinds a run fits: those asked for, and the ensemble's members when it is asked for."""
+    return [k for k in BASE_KINDS if k in options.kinds or ("ensemble" in options.kinds and k in options.members)]
+
+
+def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_for, final_for, splits=None,
+               kinds=None) -> PairResult:
+    """Walk-forward every kind of one pair, combine them, gate the result, and save what serving needs.
+
+    ``model_for(kind)``: a factory of unfitted models for the walk-forward folds (global models pass
+    one replaying their pooled out-of-sample predictions); ``final_for(kind)``: the model fitted on
+    all rows; ``splits``: explicit folds (default ``walk_forward_splits``); ``kinds``: the single
+    kinds to use (default ``base_kinds(options)``).
+    """
+    result = PairResult(ds.asset, ds.timeframe, ds.bar, ds.horizon, list(ds.X.columns), ds.context,
+                        ds.data_range, len(ds.y))
+    conformal, scale = _conformal(ds)
+    n_folds = 2 if options.quick else options.n_folds
+    min_train = _min_train(len(ds.y), ds.horizon)
+    base = base_kinds(options) if kinds is None else list(kinds)
+    oos, fitted, states = {}, {}, {}
+    for kind in base:
+        started = time.perf_counter()
+        bt = backtest(model_for(kind), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal, scale=scale,
+                      name=kind, price=ds.close.to_numpy(), splits=splits)
+        fitted[kind] = final_for(kind)
+        result.seconds[kind] = time.perf_counter() - started
+        oos[kind] = bt
+        states[kind] = _calibration_state(bt, conformal, scale, ds)
+        result.summary[kind] = bt.summary[0]
+        result.summary.setdefault("naive", bt.summary[1])
+        result.folds[kind] = bt.folds
+
+    if "ensemble" in options.kinds:
+        started = time.perf_counter()
+        members = [k for k in base if k in options.members]
+        if not members:
+            raise InvalidInput(f"the ensemble needs at least one of its members {', '.join(options.members)}")
+        first = oos[members[0]].predictions
+        index = pd.Index(first["index"])
+        member_preds = {k: pd.Series(oos[k].predictions["y_pred"].to_numpy(), index=index) for k in members}
+        table, fold_weights = _ensemble_oos(member_preds, pd.Series(first["y_true"].to_numpy(), index=index),
+                                            pd.Series(first["fold"].to_numpy(), index=index), ds.horizon,
+                                            pd.Series(first["position"].to_numpy(), index=index))
+        bt = backtest(lambda: _Replay(table), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal,
+                      scale=scale, name="ensemble", price=ds.close.to_numpy(), splits=splits)
+        P = np.column_stack([member_preds[k].to_numpy() for k in members])
+        weights = inverse_mse_weights(first["y_true"].to_numpy(), P)
+        fitted["ensemble"] = EnsembleModel.from_fitted([fitted[k] for k in members], weights, gap=ds.horizon)
+        states["ensemble"] = _calibration_state(bt, conformal, scale, ds)
+        states["ensemble"]["weights"] = dict(zip(members, weights.round(6).tolist()))
+        states["ensemble"]["weights_by_fold"] = fold_weights
+        oos["ensemble"] = bt
+        result.summary["ensemble"] = bt.summary[0]
+        result.summary.setdefault("naive", bt.summary[1])
+        result.folds["ensemble"] = bt.folds
+        result.seconds["ensemble"] = time.perf_counter() - started
+
+    saved = result.kinds = [k for k in options.kinds if k in fitted]
+    base_kind = served_base(saved, result.summary)
+    states[SERVED] = _served(oos[base_kind], ds, n_folds, min_train, conformal, scale, result, base_kind, splits)
+    if out_dir is not None:
+        for kind in saved:
+            kind_dir = out_dir / kind
+            result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
+            result.files.append(f"{kind}/{write_calibration(kind_dir, states[kind])}")
+        result.files.append(f"{SERVED}/{write_calibration(out_dir / SERVED, states[SERVED])}")
+    return result
+
+
+def served_base(kinds, summary: dict) -> str:
+    """The kind the served forecast shrinks: the ensemble when trained, else the only kind, else the
+    lowest walk-forward MASE (``registry.artifacts.PairArtifacts.served_kind`` reads the same rule)."""
+    kinds = [k for k in kinds if k != SERVED]
+    if "ensemble" in kinds or len(kinds) == 1:
+        return "ensemble" if "ensemble" in kinds else kinds[0]
+    return min(sorted(kinds), key=lambda k: (summary.get(k) or {}).get("mase") or float("inf"))
+
+
+def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale, result: PairResult,
+            base_kind: str, splits=None) -> dict:
+    """Evaluate the gated forecast (``skill_gate``) from the base kind's out-of-sample predictions and
+    return its calibration state: shrink factor for serving, its intervals' residuals, its calibrator."""
+    started = time.perf_counter()
+    preds = base_bt.predictions
+    index = pd.Index(preds["index"])
+    gated, per_fold = gated_predictions(preds["y_true"], preds["y_pred"], preds["position"], preds["fold"],
+                                        ds.horizon)
+    bt = backtest(lambda: _Replay(pd.Series(gated, index=index)), ds.X, ds.y, ds.horizon, n_folds, min_train,
+                  conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy(), splits=splits)
+    shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
+    result.summary[SERVED] = {**bt.summary[0], "base": base_kind, "shrink": shrink}
+    result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]
+    result.seconds[SERVED] = time.perf_counter() - started
+    return _calibration_state(bt, conformal, scale, ds) | {"base": base_kind, "shrink": shrink, "t": round(t, 3),
+                                                           "shrink_by_fold": per_fold}
+
+
+@dataclass
+class Skipped:
+    """A pair that could not be trained (too little history); reported, not fatal for the run."""
+
+    asset: str
+    timeframe: str
+    reason: str

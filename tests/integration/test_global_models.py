@@ -1,0 +1,108 @@
+"""Global models: one model per (timeframe, kind) over the pooled rows of several assets, on shared
+calendar folds, serving an asset with only weeks of history.
+
+Slices of the shared candles: bitcoin, ethereum and litecoin for the 90 days before DATA_END,
+ALGO (a universe asset) for the last 25 days only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crypto_predictor.config import TestConfig
+from crypto_predictor.datasets import GLOBAL_CONTEXT, build_dataset
+from crypto_predictor.errors import InvalidInput
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.registry.aliases import set_alias
+from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.serving.service import PredictionService
+from crypto_predictor.training.global_models import asset_splits, calendar_edges, global_datasets
+from crypto_predictor.training.pipeline import TrainOptions, train_run
+from tests.api.conftest import FRESH_NOW
+from tests.support.slices import DATA_END, fill_store
+
+ASSETS = ("bitcoin", "ethereum", "litecoin", "algorand")
+OPTIONS = TrainOptions(kinds=("linear", "xgboost", "ensemble"), members=("linear", "xgboost"), quick=True,
+                       design="global")
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory, data_dir):
+    url = f"sqlite:///{tmp_path_factory.mktemp('global') / 'store.db'}"
+    fill_store(url, data_dir, ("bitcoin", "ethereum", "litecoin"), last_days=90)
+    fill_store(url, data_dir.parent, ("ALGO",), last_days=25)
+    return url
+
+
+@pytest.fixture(scope="module")
+def bundle(store_url, tmp_path_factory):
+    models = tmp_path_factory.mktemp("global_models")
+    version, results = train_run(store_url, list(ASSETS), ["1h"], OPTIONS, models, n_jobs=1)
+    return models, version, results
+
+
+def test_one_model_per_kind_shared_by_every_asset(bundle):
+    models, version, results = bundle
+    manifest = load_manifest(models / version)
+    design = manifest["extra"]["design"]["1h"]
+    assert design["design"] == "global" and design["assets"] == sorted(ASSETS)
+    assert design["kinds"] == ["linear", "xgboost"] and len(design["fold_edges"]) == 3
+    assert {r.asset for r in results} == set(ASSETS) and all(r.design == "global" for r in results)
+    # The pooled fit is the same model for every asset: identical files (hashes) in each asset's directory.
+    for kind in ("linear", "xgboost"):
+        hashes = {a: sorted((rel.split("/", 3)[3], sha) for rel, sha in manifest["files"].items()
+                            if rel.startswith(f"{a}/1h/{kind}/") and not rel.endswith("calibration.json"))
+                  for a in ASSETS}
+        assert hashes["bitcoin"] and all(h == hashes["bitcoin"] for h in hashes.values()), kind
+    # Each asset keeps its own gate, intervals and ensemble weights.
+    for r in results:
+        assert r.summary["served"]["mase"] <= 1.0 and r.summary["naive"]["mase"] == pytest.approx(1.0)
+        assert r.features == results[0].features and set(r.context) == set(GLOBAL_CONTEXT)
+
+
+def test_a_short_history_asset_is_served_by_the_global_model(bundle, store_url):
+    models, version, results = bundle
+    algo = next(r for r in results if r.asset == "algorand")
+    assert algo.n_rows < 25 * 24  # it could never train a model of its own with the usual folds
+    # Its first fold had nothing of its own to learn from: the pooled rows of the others did.
+    assert algo.folds["linear"][0]["n_train"] == 0
+    set_alias(models, "production", version)
+    config = TestConfig(DATABASE_URL=store_url, MODELS_DIR=str(models))
+    data = PredictionService(config, clock=lambda: FRESH_NOW).predict("ALGO", "1h")
+    assert data["symbol"] == "algorand" and data["skill"]["n"] == algo.summary["served"]["n"]
+    low, high = data["interval"]["80"]
+    assert low < data["current_price"] < high
+
+
+def test_calendar_folds_are_shared_and_purged(store_url):
+    datasets, skipped = global_datasets(CandleStore(store_url), ASSETS, "24h", OPTIONS)
+    assert not skipped and {tuple(ds.X.columns) for ds in datasets.values()} == {tuple(datasets["bitcoin"].X.columns)}
+    edges = calendar_edges(datasets, 3)
+    for ds in datasets.values():
+        for train, test in asset_splits(ds, edges):
+            block = np.searchsorted(edges, ds.X.index[test[0]], side="right") - 1
+            assert (ds.X.index[test] >= edges[block]).all() and (ds.X.index[test] < edges[block + 1]).all()
+            if len(train):  # the last training target is realised before the block starts
+                assert ds.X.index[train[-1]] + pd.Timedelta(hours=ds.horizon) < edges[block]
+
+
+def test_global_features_are_causal(store_url, tmp_path, data_dir):
+    """Rows of the global dataset do not change when later candles (own or context) are stored."""
+    full = build_dataset(CandleStore(store_url), "litecoin", "1h", context_assets=GLOBAL_CONTEXT)
+    cut = DATA_END - pd.Timedelta(days=10)
+    short_url = f"sqlite:///{tmp_path / 'short.db'}"
+    first = CandleStore(store_url).load("litecoin").index[0]  # the same start: recursive indicators seed there
+    fill_store(short_url, data_dir, ("bitcoin", "ethereum", "litecoin"), start=first, end=cut)
+    short = build_dataset(CandleStore(short_url), "litecoin", "1h", context_assets=GLOBAL_CONTEXT)
+    common = short.X.index.intersection(full.X.index)
+    assert len(common) > 1000
+    np.testing.assert_allclose(short.X.loc[common].to_numpy(), full.X.loc[common].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_global_models_need_the_context_assets(tmp_path, data_dir):
+    url = f"sqlite:///{tmp_path / 'no_eth.db'}"
+    fill_store(url, data_dir, ("bitcoin", "litecoin"), last_days=60)
+    with pytest.raises(InvalidInput, match="bitcoin, ethereum"):
+        global_datasets(CandleStore(url), ["litecoin"], "1h", OPTIONS)
