@@ -21,6 +21,7 @@ from crypto_predictor.cli.common import resolve_symbols, stored_assets
 from crypto_predictor.config import Config
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
+from crypto_predictor.training.global_models import train_global
 from crypto_predictor.training.pipeline import BASE_KINDS, TrainOptions, train_pair
 
 
@@ -30,6 +31,23 @@ def _one(url: str, asset: str, timeframe: str, options: TrainOptions):
         r = train_pair(CandleStore(url), asset, timeframe, options, None)
     except InsufficientData as exc:
         return {"asset": asset, "timeframe": timeframe, "skipped": exc.message}
+    return _row(r, time.perf_counter() - started)
+
+
+def _global(url: str, assets, timeframe: str, options: TrainOptions) -> list[dict]:
+    """Every asset of one timeframe from one pooled fit per kind; wall time shared out per asset."""
+    started = time.perf_counter()
+    results, skipped, info = train_global(CandleStore(url), assets, timeframe, options)
+    wall = time.perf_counter() - started
+    click.echo(f"{timeframe} global: {info['rows']} pooled rows, fit seconds "
+               + ", ".join(f"{k} {v['total']:.1f}" for k, v in info["fit_seconds"].items()) + f", wall {wall:.0f} s",
+               err=True)
+    return ([_row(r, wall / len(results)) for r in results]
+            + [{"asset": s.asset, "timeframe": timeframe, "skipped": s.reason} for s in skipped])
+
+
+def _row(r, wall: float) -> dict:
+    asset, timeframe = r.asset, r.timeframe
     kinds = {k: v for k, v in r.summary.items() if k not in ("naive", "served")}
     best = min(kinds, key=lambda k: kinds[k]["mase"])
     s = r.summary["served"]
@@ -38,8 +56,8 @@ def _one(url: str, asset: str, timeframe: str, options: TrainOptions):
             "cov80": s["coverage_80"], "cov95": s["coverage_95"],
             "ensemble_mase": (r.summary.get("ensemble") or {}).get("mase"), "best": best,
             "best_mase": kinds[best]["mase"], "best_da": kinds[best]["directional_accuracy"],
-            "kind_mase": {k: v["mase"] for k, v in kinds.items()}, "seconds": r.seconds,
-            "wall": time.perf_counter() - started}
+            "kind_mase": {k: v["mase"] for k, v in kinds.items()}, "seconds": r.seconds, "wall": wall,
+            "design": r.design}
 
 
 def _print(rows: list[dict]) -> None:
@@ -73,17 +91,22 @@ def _print(rows: list[dict]) -> None:
 @click.option("--days", type=int, default=None, help="Newest N days of rows only.")
 @click.option("--end", default=None, help="Ignore candles after this ISO time.")
 @click.option("--quick", is_flag=True)
-@click.option("--jobs", type=int, default=2, show_default=True)
+@click.option("--design", type=click.Choice(["pair", "global"]), default="pair", show_default=True)
+@click.option("--jobs", type=int, default=2, show_default=True, help="Pairs in parallel (per-pair design).")
 @click.option("--json", "json_out", default=None, help="Also write the rows to this file.")
-def main(symbols, timeframes, members, days, end, quick, jobs, json_out):
+def main(symbols, timeframes, members, days, end, quick, design, jobs, json_out):
     url = Config().DATABASE_URL
     assets = resolve_symbols(symbols, stored_assets(CandleStore(url)))
     members = tuple(m.strip() for m in members.split(",") if m.strip())
-    options = TrainOptions(kinds=members + ("ensemble",), members=members, quick=quick, days=days, end=end)
+    options = TrainOptions(kinds=members + ("ensemble",), members=members, quick=quick, days=days, end=end,
+                           design=design)
     started = time.perf_counter()
-    rows = Parallel(n_jobs=jobs)(delayed(_one)(url, a, t, options) for a in assets for t in timeframes)
+    if design == "global":
+        rows = [row for t in timeframes for row in _global(url, assets, t, options)]
+    else:
+        rows = Parallel(n_jobs=jobs)(delayed(_one)(url, a, t, options) for a in assets for t in timeframes)
     _print(rows)
-    click.echo(f"{len(rows)} pairs, members {','.join(members)}, wall {time.perf_counter() - started:.0f} s")
+    click.echo(f"{len(rows)} pairs, {design} design, members {','.join(members)}, wall {time.perf_counter() - started:.0f} s")
     if json_out:
         with open(json_out, "w") as fh:
             json.dump(rows, fh, indent=1)

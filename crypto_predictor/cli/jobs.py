@@ -134,7 +134,8 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
                 return
             click.echo(f"training {summary}", err=True)
             options = TrainOptions(kinds=tuple(what.kinds), quick=quick, seed=seed, days=what.days,
-                                   end=None if now is None else now.isoformat())
+                                   end=None if now is None else now.isoformat(), design=what.design,
+                                   **({"members": what.members} if what.members else {}))
             done = train_and_deploy(config.DATABASE_URL, root, decision, what, options, promote=promote, n_jobs=jobs)
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc

@@ -56,9 +56,10 @@ def format_summary(results) -> list[str]:
 @click.option("--folds", type=click.IntRange(min=2, max=20), default=4, show_default=True,
               help="Walk-forward folds (ignored with --quick, which uses 2).")
 @click.option("--end", default=None, help="Ignore candles after this ISO time (reproducible retraining).")
-@click.option("--design", type=click.Choice(["pair", "global"]), default="pair", show_default=True,
+@click.option("--design", type=click.Choice(["auto", "pair", "global"]), default="auto", show_default=True,
               help="pair: models per (asset, timeframe); global: one model per (timeframe, kind) fitted on the "
-                   "pooled rows of every asset (no LSTM), serving assets with little history too.")
+                   "pooled rows of every asset (no LSTM), serving assets with little history too; auto: per "
+                   "timeframe the one that measured better (README).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="(asset, timeframe) trainings run in parallel through joblib.")
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,

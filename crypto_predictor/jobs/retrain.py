@@ -120,6 +120,8 @@ class Plan:
     timeframes: list
     kinds: list
     days: int | None
+    design: str = "auto"  # production's design when all its timeframes share one, else "auto"
+    members: tuple | None = None  # production's ensemble members (None: the default)
 
 
 def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=None, stored_assets=()) -> Plan:
@@ -127,10 +129,13 @@ def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=
     if production is not None:
         manifest = load_manifest(Path(models_dir) / production)
     data_range = manifest.get("data_range") if isinstance(manifest.get("data_range"), dict) else {}
+    designs = {(d or {}).get("design", "pair") for d in ((manifest.get("extra") or {}).get("design") or {}).values()}
+    design = designs.pop() if len(designs) == 1 else "auto"
     return Plan(assets=list(assets or manifest.get("assets") or stored_assets),
                 timeframes=list(timeframes or manifest.get("timeframes") or []),
                 kinds=list(kinds or manifest.get("kinds") or []),
-                days=days if days is not None else data_range.get("days"))
+                days=days if days is not None else data_range.get("days"), design=design,
+                members=tuple((manifest.get("extra") or {}).get("members") or ()) or None)
 
 
 def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, options, promote: bool = False,

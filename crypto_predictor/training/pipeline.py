@@ -18,7 +18,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
-    ALL_KINDS, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
+    ALL_KINDS, AUTO_DESIGN, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
@@ -64,6 +64,11 @@ def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, w
         yield from (_with_pair_file(r, writer.path_for(r.asset, tf, PAIR_FILE).parent) for r in results)
 
 
+def design_for(options: TrainOptions, timeframe: str) -> str:
+    """"pair" or "global" for one timeframe: as asked, or with "auto" whichever measured better."""
+    return AUTO_DESIGN.get(timeframe, "pair") if options.design == "auto" else options.design
+
+
 def metrics_tables(results: list[PairResult]) -> dict:
     """Manifest metrics: overall[asset][timeframe][kind] (naive included) and per-fold rows."""
     overall, folds, seconds = {}, {}, {}
@@ -82,17 +87,18 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
     them); the run fails only when nothing could be trained. ``extra`` adds keys to the manifest's
     ``extra`` (e.g. why a retrain ran), sealed with the bundle.
     """
+    from itertools import chain
+
     from joblib import Parallel, delayed
 
-    pairs = [(a, t) for a in assets for t in timeframes]
+    global_tfs = [t for t in timeframes if design_for(options, t) == "global"]
+    pairs = [(a, t) for a in assets for t in timeframes if t not in global_tfs]
     designs = {}
     with BundleWriter(models_dir) as writer:
-        if options.design == "global":
-            done = _global_jobs(database_url, assets, timeframes, options, writer, designs)
-        else:
-            jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
-                    for a, t in pairs)
-            done = Parallel(n_jobs=min(n_jobs, len(pairs)), return_as="generator_unordered")(jobs)
+        jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
+                for a, t in pairs)
+        done = chain(_global_jobs(database_url, assets, global_tfs, options, writer, designs),
+                     Parallel(n_jobs=max(1, min(n_jobs, len(pairs))), return_as="generator_unordered")(jobs))
         results, skipped = [], []
         for result in done:
             (skipped if isinstance(result, Skipped) else results).append(result)
@@ -109,7 +115,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
             data_range={"start": first, "end": last, "days": options.days, "end_limit": options.end},
             metrics=metrics_tables(results),
             extra={**(extra or {}),
-                   "quick": options.quick, "seed": options.seed, "n_folds": 2 if options.quick else options.n_folds,
+                   "quick": options.quick, "seed": options.seed, "members": list(options.members),
+                   "n_folds": 2 if options.quick else options.n_folds,
                    "bars": {r.timeframe: r.bar for r in results},
                    "pairs": {f"{r.asset}/{r.timeframe}": {"bar": r.bar, "horizon": r.horizon, "rows": r.n_rows,
                                                           "context": r.context, "data_range": r.data_range}

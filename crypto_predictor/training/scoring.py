@@ -33,6 +33,9 @@ from crypto_predictor.training.walk_forward import backtest
 
 BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
 ALL_KINDS = BASE_KINDS + ("ensemble",)
+# --design auto: per timeframe the design that measured better over the 20 core assets (bench/bench_skill.py,
+# README "Global or per-pair"); "pair" until measured.
+AUTO_DESIGN = {"1h": "pair", "24h": "pair", "7d": "pair", "30d": "pair"}
 # How many trailing realised residuals the bundle keeps for serving-time intervals.
 RESIDUALS_KEPT = 2000
 
@@ -46,7 +49,7 @@ class TrainOptions:
     days: int | None = None
     n_folds: int = 4
     end: str | None = None
-    design: str = "pair"  # "pair": per (asset, timeframe) models; "global": pooled per (timeframe, kind)
+    design: str = "auto"  # "pair": per (asset, timeframe); "global": pooled per (timeframe, kind); "auto": AUTO_DESIGN
 
 
 @dataclass

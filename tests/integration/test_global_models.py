@@ -106,3 +106,12 @@ def test_global_models_need_the_context_assets(tmp_path, data_dir):
     fill_store(url, data_dir, ("bitcoin", "litecoin"), last_days=60)
     with pytest.raises(InvalidInput, match="bitcoin, ethereum"):
         global_datasets(CandleStore(url), ["litecoin"], "1h", OPTIONS)
+
+
+def test_a_retrain_of_a_global_production_trains_global_models_again(bundle):
+    from crypto_predictor.jobs.retrain import plan
+
+    models, version, _ = bundle
+    what = plan(models, version)
+    assert (what.design, what.members) == ("global", ("linear", "xgboost"))
+    assert what.assets == sorted(ASSETS) and what.timeframes == ["1h"]
