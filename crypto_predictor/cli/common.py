@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import click
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from crypto_predictor.config import Config
@@ -18,7 +17,6 @@ from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.storage.tables import candles
 from crypto_predictor.symbols import core_ids, resolve, supported_ids
 from crypto_predictor.timeutil import to_utc
 
@@ -66,8 +64,7 @@ def resolve_symbols(symbols, available=None) -> list[str]:
 
 def stored_assets(store) -> list[str]:
     """Supported assets that have candles in the store, in the supported order."""
-    with store.engine.connect() as conn:
-        stored = {row[0] for row in conn.execute(select(candles.c.asset).distinct())}
+    stored = store.assets()
     return [a for a in supported_ids() if a in stored]
 
 

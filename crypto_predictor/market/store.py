@@ -113,6 +113,12 @@ class CandleStore:
                 candles.c.asset == asset, candles.c.interval == interval)).scalar()
         return None if value is None else to_utc(value)  # SQLite hands back naive UTC
 
+    def assets(self, interval: str = "1h") -> set[str]:
+        """Assets with at least one stored candle of ``interval``."""
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(select(candles.c.asset).where(
+                candles.c.interval == interval).distinct())}
+
     def count(self, asset: str | None = None, interval: str | None = None) -> int:
         query = select(func.count()).select_from(candles)
         if asset is not None:

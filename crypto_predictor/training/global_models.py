@@ -99,12 +99,13 @@ def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tup
 def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_for=None) -> tuple[list, list, dict]:
     """Train one timeframe's global models over ``assets``; returns ([PairResult], [Skipped], info).
 
+    Assets with too few rows come back as Skipped (all of them, when none has enough).
     ``out_dir_for(asset)``: where each asset's files go (None: write nothing). Each asset's
     directory holds the global models (the same files for every asset) and its own calibration.
     """
     datasets, skipped = global_datasets(store, assets, timeframe, options)
     if not datasets:
-        raise InsufficientData("nothing to train: " + "; ".join(s.reason for s in skipped))
+        return [], skipped, {"design": "global", "assets": []}
     kinds = [k for k in base_kinds(options) if k in GLOBAL_KINDS]
     if not kinds:
         raise InvalidInput(f"global models are {', '.join(GLOBAL_KINDS)} (and their ensemble); got "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from crypto_predictor.datasets import build_dataset
+from crypto_predictor.datasets import GLOBAL_CONTEXT, build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
@@ -64,9 +64,15 @@ def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, w
         yield from (_with_pair_file(r, writer.path_for(r.asset, tf, PAIR_FILE).parent) for r in results)
 
 
-def design_for(options: TrainOptions, timeframe: str) -> str:
-    """"pair" or "global" for one timeframe: as asked, or with "auto" whichever measured better."""
-    return AUTO_DESIGN.get(timeframe, "pair") if options.design == "auto" else options.design
+def design_for(options: TrainOptions, timeframe: str, stored=None) -> str:
+    """"pair" or "global" for one timeframe: as asked, or with "auto" whichever measured better; auto
+    falls back to pair when the global models' context assets are not all in ``stored``."""
+    if options.design != "auto":
+        return options.design
+    design = AUTO_DESIGN.get(timeframe, "pair")
+    if design == "global" and stored is not None and not set(GLOBAL_CONTEXT) <= set(stored):
+        return "pair"
+    return design
 
 
 def metrics_tables(results: list[PairResult]) -> dict:
@@ -91,7 +97,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
 
     from joblib import Parallel, delayed
 
-    global_tfs = [t for t in timeframes if design_for(options, t) == "global"]
+    stored = CandleStore(database_url).assets() if options.design == "auto" else None
+    global_tfs = [t for t in timeframes if design_for(options, t, stored) == "global"]
     pairs = [(a, t) for a in assets for t in timeframes if t not in global_tfs]
     designs = {}
     with BundleWriter(models_dir) as writer:

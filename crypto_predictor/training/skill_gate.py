@@ -4,7 +4,7 @@ The served forecast is ``k * model`` with k in [0, 1]: k = 0 is the naive "no ch
 forecast. k is chosen on realised out-of-sample errors only (the walk-forward predictions of
 earlier folds), as the value on a grid that minimises the mean absolute error, and kept only
 when the gain over naive is clearly more than noise: a one-sided t statistic of
-|y| - |y - k p| of at least ``T_MIN``, computed on every ``horizon``-th row (overlapping
+|y| - |y - k p| of at least ``T_MIN`` (3), computed on every ``horizon``-th row (overlapping
 targets are not independent; a 24 h target on hourly rows shares 23 hours with the next).
 Anything less, or too few independent rows to tell, serves naive. A model without skill is
 therefore shrunk to "no change" rather than served (Puoti et al. 2025: naive wins on the
@@ -18,7 +18,7 @@ import numpy as np
 from crypto_predictor.errors import InvalidInput
 
 GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
-T_MIN = 2.0  # one-sided, ~2.3 %: a gain that large by luck alone is rare
+T_MIN = 3.0  # one-sided ~0.1 %: at 2.0 the gate kept models that then lost (README, "The skill gate")
 MIN_INDEPENDENT = 30  # fewer non-overlapping errors than this cannot show skill
 
 

@@ -27,7 +27,7 @@ def linear_run(tmp_path_factory, slice_dir):
     env = {"DATABASE_URL": f"sqlite:///{root / 'store.db'}", "MODELS_DIR": str(root / "models")}
     result = CliRunner().invoke(train_command, [
         "--symbol", "bitcoin", "--symbol", "ETH", "--timeframe", "1h", "--timeframe", "24h", "--model", "linear",
-        "--data-dir", str(slice_dir), "--quick", "--days", "60"], env=env)
+        "--data-dir", str(slice_dir), "--quick", "--days", "60", "--design", "pair"], env=env)
     return result, env
 
 
@@ -65,7 +65,8 @@ def test_saved_model_reproduces_its_predictions_on_the_stored_features(linear_ru
 def test_every_kind_and_the_ensemble_in_quick_mode(tmp_path, slice_dir):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "MODELS_DIR": str(tmp_path / "models")}
     result = CliRunner().invoke(train_command, ["--symbol", "bitcoin", "--timeframe", "1h", "--data-dir",
-                                                str(slice_dir), "--quick", "--days", "45", "--jobs", "1"], env=env)
+                                                str(slice_dir), "--quick", "--days", "45", "--jobs", "1",
+                                                "--design", "pair"], env=env)
     assert result.exit_code == 0, result.output
     manifest = verify_bundle(tmp_path / "models" / "v1")
     rows = manifest["metrics"]["overall"]["bitcoin"]["1h"]
@@ -107,3 +108,16 @@ def test_pairs_with_too_little_history_are_skipped_and_reported(tmp_path, slice_
                                                  "--quick"], env=env)
     assert nothing.exit_code == 1 and "nothing to train" in nothing.output
     assert not (tmp_path / "models" / "v2").exists()
+
+
+def test_the_default_design_is_the_measured_one_global_when_its_context_is_stored(tmp_path, slice_dir):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    result = CliRunner().invoke(train_command, ["--symbol", "BTC", "--symbol", "ETH", "--timeframe", "1h",
+                                                "--model", "linear", "--quick", "--days", "30",
+                                                "--data-dir", str(slice_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    manifest = verify_bundle(tmp_path / "models" / "v1")
+    assert manifest["extra"]["design"]["1h"]["design"] == "global"
+    assert manifest["extra"]["design"]["1h"]["assets"] == ["bitcoin", "ethereum"]
+    pair = json.loads((tmp_path / "models/v1/bitcoin/1h/pair.json").read_text())
+    assert pair["design"] == "global" and pair["context"] == ["bitcoin", "ethereum"]
