@@ -58,7 +58,8 @@ TARGETS = {"cached_ratio": 0.70, "uncached_ratio": 0.25, "inproc_p50_ms": 3.0, "
 
 # ---------------------------------------------------------------- data and bundle
 
-def prepare(workdir: Path, data_dir: Path, assets, days: int, quick: bool, jobs: int) -> tuple[str, Path, str]:
+def prepare(workdir: Path, data_dir: Path, assets, days: int, quick: bool, jobs: int,
+            design: str = "auto") -> tuple[str, Path, str]:
     """(database url, models dir, production version); reuses a bundle already aliased there."""
     from crypto_predictor.registry.aliases import get_aliases, set_alias
 
@@ -72,7 +73,7 @@ def prepare(workdir: Path, data_dir: Path, assets, days: int, quick: bool, jobs:
 
     fill_store(url, data_dir, assets, last_days=days + 60)
     started = time.perf_counter()
-    options = TrainOptions(quick=quick, days=days, seed=42)  # every kind and the ensemble
+    options = TrainOptions(quick=quick, days=days, seed=42, design=design)  # every kind and the ensemble
     version, _ = train_run(url, list(assets), [TIMEFRAME], options, models, n_jobs=jobs)
     set_alias(models, "production", version)
     print(f"trained {version} ({', '.join(options.kinds)}; quick={quick}; {len(assets)} assets x {TIMEFRAME}; "
@@ -275,6 +276,8 @@ def main():
     parser.add_argument("--days", type=int, default=120, help="train on the newest N days")
     parser.add_argument("--quick", action="store_true", help="tiny model settings (faster training)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel trainings")
+    parser.add_argument("--design", choices=("auto", "pair", "global"), default="auto",
+                        help="training design (auto: train_model.py's default)")
     parser.add_argument("--seconds", type=float, default=15, help="timed wrk run per scenario")
     parser.add_argument("--warmup", type=float, default=5,
                         help="untimed wrk run before each scenario, repeated (5 at most) until its p99 < 1 s")
@@ -293,7 +296,7 @@ def main():
     logdir.mkdir(exist_ok=True)
     try:
         url, models, version = prepare(workdir, args.data_dir, args.assets.split(","), args.days, args.quick,
-                                       args.jobs)
+                                       args.jobs, args.design)
         env = {"DATABASE_URL": url, "MODELS_DIR": str(models), "MARKET_DATA_SOURCE": "csv",
                "RATELIMIT_DEFAULT": "100000000 per minute", "LOG_LEVEL": "info"}
         env.update(item.split("=", 1) for item in args.env)

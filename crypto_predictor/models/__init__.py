@@ -6,7 +6,7 @@ LSTM does) nor xgboost (only fitting or loading a tree model does).
 
 from __future__ import annotations
 
-from crypto_predictor.models.base import BaseModel, read_meta
+from crypto_predictor.models.base import BaseModel, load_shared, read_meta, shared_loads
 from crypto_predictor.models.ensemble import EnsembleModel, inverse_mse_weights
 from crypto_predictor.models.kinds import SINGLE_KINDS, lookup
 from crypto_predictor.models.linear import LinearModel
@@ -23,7 +23,7 @@ def get_model_class(name) -> type[BaseModel]:
 
 def load_model(directory) -> BaseModel:
     """Load whatever kind of model ``save`` wrote into ``directory``."""
-    return get_model_class(read_meta(directory)["kind"]).load(directory)
+    return load_shared(get_model_class(read_meta(directory)["kind"]), directory)
 
 
 __all__ = [
@@ -37,4 +37,5 @@ __all__ = [
     "get_model_class",
     "inverse_mse_weights",
     "load_model",
+    "shared_loads",
 ]

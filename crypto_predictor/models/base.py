@@ -14,6 +14,8 @@ formats (numpy ``.npz`` without pickles, xgboost JSON, keras ``.weights.h5``).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import ClassVar
 
@@ -209,6 +211,33 @@ class BaseModel(RegressorMixin, BaseEstimator):
         model.feature_names_in_ = meta.get("feature_names_in")
         model._load(Path(directory), meta.get("state") or {})
         return model
+
+
+# (cache, key_of) while ``shared_loads`` is active: models with equal keys are loaded once.
+_SHARING: ContextVar = ContextVar("model_sharing", default=None)
+
+
+@contextmanager
+def shared_loads(key_of):
+    """Within this block, ``load_shared`` loads a model whose files ``key_of(directory)`` names the same
+    as an earlier one's only once and hands out that one object (global models saved under every asset
+    then cost one copy per worker). Shared models must be used read-only, as serving does."""
+    token = _SHARING.set(({}, key_of))
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
+
+
+def load_shared(cls, directory) -> "BaseModel":
+    state = _SHARING.get()
+    key = None if state is None else state[1](directory)
+    if key is None:
+        return cls.load(directory)
+    cache = state[0]
+    if key not in cache:
+        cache[key] = cls.load(directory)
+    return cache[key]
 
 
 def read_meta(directory) -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import clone
 
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput
-from crypto_predictor.models.base import BaseModel, chronological_split
+from crypto_predictor.models.base import BaseModel, chronological_split, load_shared
 from crypto_predictor.models.kinds import SINGLE_KINDS, lookup
 
 DEFAULT_MEMBERS = ("linear", "random_forest", "xgboost", "lstm")
@@ -177,7 +177,7 @@ class EnsembleModel(BaseModel):
         }
 
     def _load(self, directory: Path, meta):
-        self.members_ = [_kind_class(name).load(directory / name) for name in meta["members"]]
+        self.members_ = [load_shared(_kind_class(name), directory / name) for name in meta["members"]]
         widths = {m.kind: m.n_features_in_ for m in self.members_ if m.n_features_in_ != self.n_features_in_}
         if widths:
             raise BundleIntegrityError(f"{directory}: members fitted on other feature counts than "

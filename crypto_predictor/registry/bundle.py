@@ -216,6 +216,7 @@ class BundleWriter:
         files = {rel: sha256_file(self.path / rel, fsync=True) for rel in bundle_files(self.path)}
         if not files:
             raise InvalidInput(f"bundle {self.version} has no artifact files to seal")
+        self._link_duplicates(files)
         manifest = _jsonable({
             "format": MANIFEST_FORMAT,
             "version": self.version,
@@ -235,6 +236,22 @@ class BundleWriter:
         atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
         self.manifest = manifest
         return manifest
+
+    def _link_duplicates(self, files: dict) -> None:
+        """Identical files (a global model saved under every asset) become hard links to one copy, so
+        the bundle costs its unique content on disk; a copy that drops links stays correct, only larger."""
+        first: dict[str, Path] = {}
+        for rel in sorted(files):
+            path = self.path / rel
+            original = first.setdefault(files[rel], path)
+            if original == path:
+                continue
+            spare = path.with_name(path.name + ".link")
+            try:
+                os.link(original, spare)
+                os.replace(spare, path)
+            except OSError:  # no hard links here (another filesystem): keep the copy
+                spare.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Remove an unfinished bundle (a finalized one is never removed here)."""
@@ -265,6 +282,17 @@ class Bundle:
     @property
     def files(self) -> dict:
         return self.manifest["files"]
+
+    def content_key(self, directory) -> tuple | None:
+        """(relative path, sha256) of every model file under ``directory`` (a saved model's folder inside this
+        bundle): equal keys mean identical models, which serving then loads once. None outside the bundle."""
+        try:
+            prefix = Path(directory).resolve().relative_to(self.path.resolve()).as_posix() + "/"
+        except ValueError:
+            return None
+        key = tuple(sorted((rel[len(prefix):], sha) for rel, sha in self.files.items()
+                           if rel.startswith(prefix) and not rel.endswith("/calibration.json")))
+        return key or None
 
     def has(self, *parts) -> bool:
         return _relpath(*parts) in self.files

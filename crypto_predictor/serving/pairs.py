@@ -247,15 +247,18 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
-    """Verify every sha256, load every pair's served model, warm it up."""
+    """Verify every sha256, load every pair's served model (identical models once), warm it up."""
+    from crypto_predictor.models import shared_loads  # late: scikit-learn only where a bundle loads
+
     started = time.perf_counter()
     bundle = open_bundle(Path(models_dir), version)
     pairs = {}
-    for asset, timeframe in bundle_pairs(bundle):
-        pair = load_pair(bundle, asset, timeframe)
-        if warm_up:
-            pair.warm_up()
-        pairs[(asset, timeframe)] = pair
+    with shared_loads(bundle.content_key):  # a global model saved under every asset: one copy
+        for asset, timeframe in bundle_pairs(bundle):
+            pair = load_pair(bundle, asset, timeframe)
+            if warm_up:
+                pair.warm_up()
+            pairs[(asset, timeframe)] = pair
     if not pairs:
         raise BundleIntegrityError(f"bundle {bundle.version} holds no {PAIR_FILE}: not a bundle written by training")
     return LoadedBundle(bundle.version, bundle.manifest, pairs, time.perf_counter() - started)

@@ -18,7 +18,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
-    ALL_KINDS, AUTO_DESIGN, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
+    ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
@@ -129,6 +129,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
                                                           "context": r.context, "data_range": r.data_range}
                              for r in results},
                    "skipped": {f"{s.asset}/{s.timeframe}": s.reason for s in skipped},
-                   "design": {tf: designs.get(tf, {"design": "pair"}) for tf in timeframes}},
+                   "design": {tf: {**designs.get(tf, {"design": "pair"}), "chosen": options.design,
+                                   **({"evidence": AUTO_EVIDENCE[tf]} if options.design == "auto" and tf in AUTO_EVIDENCE
+                                      else {})} for tf in timeframes}},
         )
     return writer.version, results

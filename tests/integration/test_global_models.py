@@ -56,6 +56,10 @@ def test_one_model_per_kind_shared_by_every_asset(bundle):
                             if rel.startswith(f"{a}/1h/{kind}/") and not rel.endswith("calibration.json"))
                   for a in ASSETS}
         assert hashes["bitcoin"] and all(h == hashes["bitcoin"] for h in hashes.values()), kind
+        # On disk they are one file (hard links), whatever the number of assets.
+        for rel in (r for r in manifest["files"] if r.startswith(f"bitcoin/1h/{kind}/") and "calibration" not in r):
+            inodes = {(models / version / rel.replace("bitcoin/", f"{a}/", 1)).stat().st_ino for a in ASSETS}
+            assert len(inodes) == 1, rel
     # Each asset keeps its own gate, intervals and ensemble weights.
     for r in results:
         assert r.summary["served"]["mase"] <= 1.0 and r.summary["naive"]["mase"] == pytest.approx(1.0)
@@ -70,7 +74,14 @@ def test_a_short_history_asset_is_served_by_the_global_model(bundle, store_url):
     assert algo.folds["linear"][0]["n_train"] == 0
     set_alias(models, "production", version)
     config = TestConfig(DATABASE_URL=store_url, MODELS_DIR=str(models))
-    data = PredictionService(config, clock=lambda: FRESH_NOW).predict("ALGO", "1h")
+    service = PredictionService(config, clock=lambda: FRESH_NOW)
+    data = service.predict("ALGO", "1h")
+    # A worker holds each global model once: every asset's ensemble shares the same member objects.
+    loaded = service.snapshot().bundles[version].pairs
+    members = {a: loaded[(a, "1h")].model.members_ for a in ASSETS}
+    for i in range(2):
+        assert len({id(m[i]) for m in members.values()}) == 1
+    assert len({id(loaded[(a, "1h")].model) for a in ASSETS}) == len(ASSETS)  # own weights each
     assert data["symbol"] == "algorand" and data["skill"]["n"] == algo.summary["served"]["n"]
     low, high = data["interval"]["80"]
     assert low < data["current_price"] < high

@@ -118,6 +118,9 @@ def test_the_default_design_is_the_measured_one_global_when_its_context_is_store
     assert result.exit_code == 0, result.output
     manifest = verify_bundle(tmp_path / "models" / "v1")
     assert manifest["extra"]["design"]["1h"]["design"] == "global"
+    assert manifest["extra"]["design"]["1h"]["chosen"] == "auto"
+    evidence = manifest["extra"]["design"]["1h"]["evidence"]["ensemble_mase"]
+    assert evidence["global"] < evidence["pair"]  # the measurement auto follows
     assert manifest["extra"]["design"]["1h"]["assets"] == ["bitcoin", "ethereum"]
     pair = json.loads((tmp_path / "models/v1/bitcoin/1h/pair.json").read_text())
     assert pair["design"] == "global" and pair["context"] == ["bitcoin", "ethereum"]
