@@ -1,7 +1,7 @@
 """Serving throughput, latency, memory and start-up under real Gunicorn; prints figures, not a test.
 
 One run: ingest the newest --days (+60 for feature warm-up) of the shared candles for --assets
-into a temp SQLite store, train the full ensemble (linear, random_forest, xgboost, lstm,
+into a temp SQLite store, train the default kinds (linear, random_forest, xgboost,
 ensemble; --quick for tiny settings) for 24h, alias it production, then, each under
 ``gunicorn -c gunicorn.conf.py --bind 127.0.0.1:PORT`` with 2 sync workers:
 

@@ -22,7 +22,7 @@ from crypto_predictor.config import Config
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.training.global_models import train_global
-from crypto_predictor.training.pipeline import BASE_KINDS, TrainOptions, train_pair
+from crypto_predictor.training.pipeline import DEFAULT_MEMBERS, TrainOptions, train_pair
 
 
 def _one(url: str, asset: str, timeframe: str, options: TrainOptions):
@@ -87,7 +87,7 @@ def _print(rows: list[dict]) -> None:
 @click.command()
 @click.option("--symbol", "symbols", multiple=True, default=("all",), help="Assets ('all' = core assets stored).")
 @click.option("--timeframe", "timeframes", multiple=True, default=("1h", "24h", "7d", "30d"))
-@click.option("--members", default=",".join(BASE_KINDS), show_default=True, help="Ensemble members.")
+@click.option("--members", default=",".join(DEFAULT_MEMBERS), show_default=True, help="Ensemble members.")
 @click.option("--days", type=int, default=None, help="Newest N days of rows only.")
 @click.option("--end", default=None, help="Ignore candles after this ISO time.")
 @click.option("--quick", is_flag=True)

@@ -44,7 +44,8 @@ def format_summary(results) -> list[str]:
 @click.option("--timeframe", "timeframes", multiple=True, default=("all",), show_default=True,
               help=f"Prediction timeframe ({', '.join(TIMEFRAMES)}); repeatable; 'all' = every one.")
 @click.option("--model", type=click.Choice(MODEL_CHOICES), default="all", show_default=True,
-              help="Model kind to train; 'all' trains every kind and their ensemble.")
+              help="Model kind to train; 'all' trains linear, random_forest, xgboost and their ensemble (lstm only "
+                   "when asked: it cost 6x the time and changed nothing served, README).")
 @click.option("--days", type=click.IntRange(min=2), default=None,
               help="Train and evaluate on the newest N days of data only (default: all stored history).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

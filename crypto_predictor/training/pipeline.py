@@ -18,7 +18,8 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
-    ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, PairResult, Skipped, TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
+    ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, DEFAULT_KINDS, DEFAULT_MEMBERS, PairResult, Skipped,
+    TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
 
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:

@@ -59,7 +59,7 @@ def trained(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def ensemble_version(trained):
-    """A second bundle in the same store: the quick ensemble (all four kinds, LSTM included)."""
+    """A second bundle in the same store: the quick ensemble of the default members."""
     models, url, _, _ = trained
     result = CliRunner().invoke(train_command, [
         "--quick", "--symbol", "bitcoin", "--timeframe", "1h", "--model", "ensemble", "--days", "90",
@@ -206,7 +206,7 @@ def test_pair_not_in_bundle_and_empty_window(trained):
     assert bad.exit_code == 2 and "--start" in bad.output and "Traceback" not in bad.output
 
 
-@pytest.mark.slow  # trains the quick ensemble (LSTM included): ~25 s of the module's ~40 s
+@pytest.mark.slow  # trains the quick ensemble
 def test_ensemble_bundle(trained, ensemble_version, tmp_path):
     _, _, version, _ = trained
     out, plots = tmp_path / "ens.json", tmp_path / "plots"

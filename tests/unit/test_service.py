@@ -55,7 +55,10 @@ def trained(tmp_path_factory, data_dir):
     url = f"sqlite:///{root / 'candles.db'}"
     fill_store(url)
     models = root / "models"
-    train_run(url, ASSETS, ["24h"], TrainOptions(kinds=("ensemble",), quick=True, days=45, end=TRAIN_END), models)
+    # v1's ensemble keeps the LSTM as a member (no longer the default) so serving it stays covered.
+    train_run(url, ASSETS, ["24h"], TrainOptions(kinds=("ensemble",), members=("linear", "random_forest", "xgboost",
+                                                                             "lstm"), quick=True, days=45,
+                                                 end=TRAIN_END), models)
     train_run(url, ASSETS, ["1h", "24h"], TrainOptions(kinds=("linear",), quick=True, days=45, end=TRAIN_END),
               models, n_jobs=1)
     train_run(url, ["bitcoin"], ["24h"], TrainOptions(kinds=("linear",), quick=True, days=30, end=TRAIN_END),
