@@ -54,6 +54,11 @@ class Dataset:
     context: list  # context asset names used in the features
 
     @property
+    def step(self) -> pd.Timedelta:
+        """Length of one bar: a shift of ``horizon`` rows is ``horizon * step`` of time."""
+        return pd.Timedelta(hours=BAR_HOURS[self.bar])
+
+    @property
     def data_range(self) -> tuple[str, str]:
         return self.X.index[0].isoformat(), self.X.index[-1].isoformat()
 

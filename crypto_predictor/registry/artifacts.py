@@ -50,6 +50,15 @@ def pair_kinds(bundle, asset: str, timeframe: str) -> list[str]:
     return [k for k in dict.fromkeys(order) if k in saved]
 
 
+def base_kind(kinds, rows: dict) -> str:
+    """"ensemble" when saved, else the only kind, else the lowest walk-forward MASE in ``rows``
+    (kind -> metrics). Training picks the served forecast's base by this rule, serving reads it back."""
+    saved = sorted(k for k in kinds if k != SERVED)
+    if "ensemble" in saved or len(saved) == 1:
+        return "ensemble" if "ensemble" in saved else saved[0]
+    return min(saved, key=lambda k: (rows.get(k) or {}).get("mase") or math.inf)
+
+
 # ---------------------------------------------------------------- reading
 
 @dataclass(frozen=True)
@@ -73,7 +82,6 @@ class KindArtifacts:
     weights: dict | None  # ensemble member weights, when the kind is an ensemble
     model_kind: str = ""  # whose model predicts: the kind itself, or the served forecast's base kind
     shrink: float = 1.0  # the served forecast is shrink * model prediction (1 for a plain kind)
-    skill_t: float | None = None  # t statistic of the served forecast's gain over naive
 
     def load_model(self):
         """The fitted model, checked against the features pair.json lists (verified files only)."""
@@ -118,14 +126,10 @@ class PairArtifacts:
         return (overall.get(self.asset) or {}).get(self.timeframe) or {}
 
     def served_kind(self) -> str:
-        """"ensemble" when saved, else the only kind, else the lowest walk-forward MASE."""
+        """The kind serving uses (``base_kind``); the served forecast shrinks it toward naive."""
         if not self.kinds:
             raise BundleIntegrityError(f"bundle {self.version}: {self.asset}/{self.timeframe} has no saved model")
-        saved = sorted(self.kinds)
-        if "ensemble" in saved or len(saved) == 1:
-            return "ensemble" if "ensemble" in saved else saved[0]
-        rows = self.metrics()
-        return min(saved, key=lambda k: (rows.get(k) or {}).get("mase") or math.inf)
+        return base_kind(self.kinds, self.metrics())
 
     def served(self) -> KindArtifacts:
         """The served forecast: the base kind's model times the skill gate's shrinkage factor, with
@@ -143,8 +147,7 @@ class PairArtifacts:
             raise BundleIntegrityError(f"bundle {self.version}: {self.asset}/{self.timeframe} {SERVED}: base "
                                        f"{base!r} not saved or shrink {shrink} outside [0, 1]")
         art = self._artifacts(SERVED, state)
-        return KindArtifacts(self, SERVED, art.conformal, art.calibrator, art.residuals, None, base, shrink,
-                             state.get("t"))
+        return KindArtifacts(self, SERVED, art.conformal, art.calibrator, art.residuals, None, base, shrink)
 
     def kind(self, kind: str) -> KindArtifacts:
         if kind not in self.kinds:

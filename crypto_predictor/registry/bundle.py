@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
@@ -283,16 +284,28 @@ class Bundle:
     def files(self) -> dict:
         return self.manifest["files"]
 
+    @cached_property
+    def _model_files(self) -> dict:
+        """Folder -> [(path below it, sha256)] of every file under it but calibration files, built once
+        (a worker asks for every saved model's folder while it loads)."""
+        out: dict[str, list] = {}
+        for rel, sha in self.files.items():
+            parts = rel.split("/")
+            if parts[-1] == "calibration.json":
+                continue
+            for depth in range(1, len(parts)):
+                out.setdefault("/".join(parts[:depth]), []).append(("/".join(parts[depth:]), sha))
+        return out
+
     def content_key(self, directory) -> tuple | None:
         """(relative path, sha256) of every model file under ``directory`` (a saved model's folder inside this
         bundle): equal keys mean identical models, which serving then loads once. None outside the bundle."""
         try:
-            prefix = Path(directory).resolve().relative_to(self.path.resolve()).as_posix() + "/"
+            prefix = Path(directory).resolve().relative_to(self.path.resolve()).as_posix()
         except ValueError:
             return None
-        key = tuple(sorted((rel[len(prefix):], sha) for rel, sha in self.files.items()
-                           if rel.startswith(prefix) and not rel.endswith("/calibration.json")))
-        return key or None
+        files = self._model_files.get(prefix)
+        return tuple(sorted(files)) if files else None
 
     def has(self, *parts) -> bool:
         return _relpath(*parts) in self.files

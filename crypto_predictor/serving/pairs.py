@@ -159,7 +159,10 @@ class ServingPair:
             rows = rows[rows >= start + self.context_rows - 1]
             if len(rows) == 0:
                 return np.empty(0), None if scale is None else np.empty(0)
-        pred = self.shrink * np.asarray(self.model.predict(X.iloc[start:rows[-1] + 1]), dtype=float)[rows - start]
+        if self.shrink:
+            pred = self.shrink * np.asarray(self.model.predict(X.iloc[start:rows[-1] + 1]), dtype=float)[rows - start]
+        else:  # served as no-change: its errors are the realised returns, no model pass needed
+            pred = np.zeros(len(rows))
         residual = y.to_numpy(dtype=float)[rows] - pred
         return residual, None if scale is None else scale[rows]
 

@@ -8,7 +8,7 @@ equal blocks; fold k's model is fitted on every asset's rows whose targets are r
 block k starts (a purge gap of the horizon), then predicts every asset's rows in block k. An
 asset too young to have trained anything is still predicted, which is how a new or short-history
 asset gets a forecast. Each asset's out-of-sample predictions then go through the same scoring
-as per-pair models (``pipeline.score_pair``: intervals, confidence, the ensemble, the skill gate),
+as per-pair models (``scoring.score_pair``: intervals, confidence, the ensemble, the skill gate),
 so the two designs are judged by one rule.
 """
 
@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.datasets import BAR_HOURS, GLOBAL_CONTEXT, Dataset, build_dataset
+from crypto_predictor.datasets import GLOBAL_CONTEXT, Dataset, build_dataset
 from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.training.scoring import (
     BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, score_pair)
@@ -28,24 +28,32 @@ from crypto_predictor.training.scoring import (
 GLOBAL_KINDS = tuple(k for k in BASE_KINDS if k != "lstm")
 
 
+def _any(datasets: dict) -> Dataset:
+    """One of the datasets: they share timeframe, bar and horizon."""
+    return next(iter(datasets.values()))
+
+
 def calendar_edges(datasets: dict, n_folds: int) -> pd.DatetimeIndex:
     """Starts of the ``n_folds`` test blocks and the end (exclusive) of the last one."""
     start = min(ds.X.index[0] for ds in datasets.values())
     end = max(ds.X.index[-1] for ds in datasets.values())
-    step = pd.Timedelta(hours=BAR_HOURS[next(iter(datasets.values())).bar])
     return pd.DatetimeIndex(list(pd.date_range(start + (end - start) / 2, end, periods=n_folds + 1)[:-1])
-                            + [end + step])
+                            + [end + _any(datasets).step])
+
+
+def _train_mask(ds: Dataset, block_start: pd.Timestamp) -> np.ndarray:
+    """Rows whose targets are realised before the block starts (the purge gap of the horizon)."""
+    return np.asarray(ds.X.index < block_start - ds.horizon * ds.step)
 
 
 def asset_splits(ds: Dataset, edges: pd.DatetimeIndex) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, test_idx) of one asset on the shared calendar folds; blocks it has no rows in are left out."""
-    step = pd.Timedelta(hours=BAR_HOURS[ds.bar])
     index = ds.X.index
     splits = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         test = np.flatnonzero((index >= lo) & (index < hi))
         if len(test):
-            splits.append((np.flatnonzero(index < lo - ds.horizon * step), test))
+            splits.append((np.flatnonzero(_train_mask(ds, lo)), test))
     return splits
 
 
@@ -57,12 +65,11 @@ def _pooled(datasets: dict, masks: dict) -> tuple[pd.DataFrame, np.ndarray]:
 
 def global_predictions(datasets: dict, kind: str, options: TrainOptions, edges) -> tuple[dict, list]:
     """(asset -> out-of-sample predictions on its test rows as a Series, per-fold fit seconds)."""
-    h = next(iter(datasets.values())).horizon
-    step = pd.Timedelta(hours=BAR_HOURS[next(iter(datasets.values())).bar])
+    h = _any(datasets).horizon
     out = {a: [] for a in datasets}
     seconds = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        X, y = _pooled(datasets, {a: np.asarray(ds.X.index < lo - h * step) for a, ds in datasets.items()})
+        X, y = _pooled(datasets, {a: _train_mask(ds, lo) for a, ds in datasets.items()})
         if len(y) < 50:
             raise InsufficientData(f"{kind}: only {len(y)} pooled rows before {lo.isoformat()}; ingest more history")
         started = time.perf_counter()
@@ -77,7 +84,7 @@ def global_predictions(datasets: dict, kind: str, options: TrainOptions, edges) 
 
 def fit_global(datasets: dict, kind: str, options: TrainOptions):
     X, y = _pooled(datasets, {a: np.ones(len(ds.y), bool) for a, ds in datasets.items()})
-    return make_model(kind, options, next(iter(datasets.values())).horizon).fit(X, y)
+    return make_model(kind, options, _any(datasets).horizon).fit(X, y)
 
 
 def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tuple[dict, list]:
@@ -90,7 +97,7 @@ def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tup
         except InsufficientData as exc:
             skipped.append(Skipped(asset, timeframe, exc.message))
     columns = {tuple(ds.X.columns) for ds in datasets.values()}
-    if len(columns) > 1 or (datasets and set(GLOBAL_CONTEXT) - set(next(iter(datasets.values())).context)):
+    if len(columns) > 1 or (datasets and set(GLOBAL_CONTEXT) - set(_any(datasets).context)):
         raise InvalidInput(f"global models need the candles of {', '.join(GLOBAL_CONTEXT)} for the same period "
                            "as the assets: ingest them")
     return datasets, skipped

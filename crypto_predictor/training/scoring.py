@@ -27,7 +27,7 @@ from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.datasets import Dataset
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
-from crypto_predictor.registry.artifacts import SERVED, calibration_state, write_calibration
+from crypto_predictor.registry.artifacts import SERVED, base_kind, calibration_state, write_calibration
 from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
 from crypto_predictor.training.walk_forward import backtest
 
@@ -214,8 +214,8 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
         result.seconds["ensemble"] = time.perf_counter() - started
 
     saved = result.kinds = [k for k in options.kinds if k in fitted]
-    base_kind = served_base(saved, result.summary)
-    states[SERVED] = _served(oos[base_kind], ds, n_folds, min_train, conformal, scale, result, base_kind, splits)
+    served_from = base_kind(saved, result.summary)
+    states[SERVED] = _served(oos[served_from], ds, n_folds, min_train, conformal, scale, result, served_from, splits)
     if out_dir is not None:
         for kind in saved:
             kind_dir = out_dir / kind
@@ -225,17 +225,8 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     return result
 
 
-def served_base(kinds, summary: dict) -> str:
-    """The kind the served forecast shrinks: the ensemble when trained, else the only kind, else the
-    lowest walk-forward MASE (``registry.artifacts.PairArtifacts.served_kind`` reads the same rule)."""
-    kinds = [k for k in kinds if k != SERVED]
-    if "ensemble" in kinds or len(kinds) == 1:
-        return "ensemble" if "ensemble" in kinds else kinds[0]
-    return min(sorted(kinds), key=lambda k: (summary.get(k) or {}).get("mase") or float("inf"))
-
-
 def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale, result: PairResult,
-            base_kind: str, splits=None) -> dict:
+            base: str, splits=None) -> dict:
     """Evaluate the gated forecast (``skill_gate``) from the base kind's out-of-sample predictions and
     return its calibration state: shrink factor for serving, its intervals' residuals, its calibrator."""
     started = time.perf_counter()
@@ -246,10 +237,10 @@ def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale
     bt = backtest(lambda: _Replay(pd.Series(gated, index=index)), ds.X, ds.y, ds.horizon, n_folds, min_train,
                   conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy(), splits=splits)
     shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
-    result.summary[SERVED] = {**bt.summary[0], "base": base_kind, "shrink": shrink}
+    result.summary[SERVED] = {**bt.summary[0], "base": base, "shrink": shrink}
     result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]
     result.seconds[SERVED] = time.perf_counter() - started
-    return _calibration_state(bt, conformal, scale, ds) | {"base": base_kind, "shrink": shrink, "t": round(t, 3),
+    return _calibration_state(bt, conformal, scale, ds) | {"base": base, "shrink": shrink, "t": round(t, 3),
                                                            "shrink_by_fold": per_fold}
 
 
