@@ -7,6 +7,10 @@ the best kind's MASE, and seconds; then per timeframe how many pairs the served 
 or below MASE 1.000. Uses the store in DATABASE_URL (ingest the shared CSVs first).
 
     .venv/bin/python -m bench.bench_skill [--symbol all] [--timeframe 24h ...] [--members linear,xgboost]
+        [--design pair|global] [--folds own|calendar]
+
+``--folds calendar`` scores per-pair models on exactly the test blocks of ``--design global`` (the
+comparison of the two designs on the same folds).
 """
 
 from __future__ import annotations
@@ -19,19 +23,42 @@ from joblib import Parallel, delayed
 
 from crypto_predictor.cli.common import resolve_symbols, stored_assets
 from crypto_predictor.config import Config
+from crypto_predictor.datasets import build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.training.global_models import train_global
-from crypto_predictor.training.pipeline import DEFAULT_MEMBERS, TrainOptions, train_pair
+from crypto_predictor.training.global_models import asset_splits, calendar_edges, global_datasets, train_global
+from crypto_predictor.training.pipeline import DEFAULT_MEMBERS, TrainOptions, make_model, score_pair, train_pair
+
+MIN_TRAIN = 200  # rows a per-pair model needs before a calendar fold is scored for it
 
 
-def _one(url: str, asset: str, timeframe: str, options: TrainOptions):
+def _one(url: str, asset: str, timeframe: str, options: TrainOptions, edges=None):
     started = time.perf_counter()
     try:
-        r = train_pair(CandleStore(url), asset, timeframe, options, None)
+        if edges is None:
+            r = train_pair(CandleStore(url), asset, timeframe, options, None)
+        else:
+            r = _on_calendar(CandleStore(url), asset, timeframe, options, edges)
     except InsufficientData as exc:
         return {"asset": asset, "timeframe": timeframe, "skipped": exc.message}
     return _row(r, time.perf_counter() - started)
+
+
+def _on_calendar(store, asset: str, timeframe: str, options: TrainOptions, edges):
+    """A per-pair model scored on the global models' calendar folds (``--folds calendar``): same test
+    blocks, same purge; blocks where the asset has under ``MIN_TRAIN`` rows to fit on are left out."""
+    ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end)
+    splits = [(tr, te) for tr, te in asset_splits(ds, edges) if len(tr) >= MIN_TRAIN]
+    if not splits:
+        raise InsufficientData(f"{asset} {timeframe}: no calendar fold with {MIN_TRAIN} rows to fit on")
+    return score_pair(ds, options, None, lambda kind: lambda: make_model(kind, options, ds.horizon),
+                      lambda kind: make_model(kind, options, ds.horizon).fit(ds.X, ds.y), splits=splits)
+
+
+def _calendar_edges(store, assets, timeframe: str, options: TrainOptions):
+    """The fold edges ``--design global`` would use for these assets."""
+    datasets, _ = global_datasets(store, assets, timeframe, options)
+    return calendar_edges(datasets, 2 if options.quick else options.n_folds)
 
 
 def _global(url: str, assets, timeframe: str, options: TrainOptions) -> list[dict]:
@@ -92,9 +119,11 @@ def _print(rows: list[dict]) -> None:
 @click.option("--end", default=None, help="Ignore candles after this ISO time.")
 @click.option("--quick", is_flag=True)
 @click.option("--design", type=click.Choice(["pair", "global"]), default="pair", show_default=True)
+@click.option("--folds", type=click.Choice(["own", "calendar"]), default="own", show_default=True,
+              help="Per-pair design: each asset's own folds, or the global models' calendar folds.")
 @click.option("--jobs", type=int, default=2, show_default=True, help="Pairs in parallel (per-pair design).")
 @click.option("--json", "json_out", default=None, help="Also write the rows to this file.")
-def main(symbols, timeframes, members, days, end, quick, design, jobs, json_out):
+def main(symbols, timeframes, members, days, end, quick, design, folds, jobs, json_out):
     url = Config().DATABASE_URL
     assets = resolve_symbols(symbols, stored_assets(CandleStore(url)))
     members = tuple(m.strip() for m in members.split(",") if m.strip())
@@ -104,7 +133,9 @@ def main(symbols, timeframes, members, days, end, quick, design, jobs, json_out)
     if design == "global":
         rows = [row for t in timeframes for row in _global(url, assets, t, options)]
     else:
-        rows = Parallel(n_jobs=jobs)(delayed(_one)(url, a, t, options) for a in assets for t in timeframes)
+        edges = {t: _calendar_edges(CandleStore(url), assets, t, options) if folds == "calendar" else None
+                 for t in timeframes}
+        rows = Parallel(n_jobs=jobs)(delayed(_one)(url, a, t, options, edges[t]) for a in assets for t in timeframes)
     _print(rows)
     click.echo(f"{len(rows)} pairs, {design} design, members {','.join(members)}, wall {time.perf_counter() - started:.0f} s")
     if json_out:

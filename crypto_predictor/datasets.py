@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.errors import DataNotFound, InsufficientData
-from crypto_predictor.features import WARMUP, build_features, make_target, regularize, resample_daily
+from crypto_predictor.errors import DataNotFound, InsufficientData, InvalidInput
+from crypto_predictor.features import WARMUP, build_features, make_target, market_index, regularize, resample_daily
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe, resolve
+from crypto_predictor.timeutil import parse_time
 
 BAR_HOURS = {"1h": 1, "1d": 24}
 MIN_ROWS = 60  # fewer usable rows than this cannot be walk-forward evaluated meaningfully
@@ -28,6 +29,7 @@ DEFAULT_CONTEXT = "bitcoin"
 # Global models see the same cross-asset context for every asset (bitcoin's own candles included for
 # bitcoin), so every asset's rows have the same columns.
 GLOBAL_CONTEXT = ("bitcoin", "ethereum")
+MARKET = "market"  # name of the equal-weighted market index as a context series
 
 
 def bar_for(timeframe: str) -> str:
@@ -93,16 +95,26 @@ def load_candles(store, asset: str, start=None, end=None) -> pd.DataFrame:
     return frame
 
 
-def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None, context_assets=None) -> Dataset:
+def market_candles(store, assets, end=None) -> pd.DataFrame:
+    """``features.market_index`` of these assets' stored hourly closes (up to ``end``)."""
+    return market_index({a: store.load(a, "1h", None, end)["close"] for a in assets})
+
+
+def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None, context_assets=None,
+                  context_frames=None, bar: str | None = None) -> Dataset:
     """Features and targets for one asset and timeframe from the store.
 
     ``days`` keeps the newest N days of rows (features still use the history before them);
     ``end`` ignores candles after it (for reproducible re-tests); ``context_assets``: the
-    cross-asset context (default ``context_asset(asset)``; global models pass ``GLOBAL_CONTEXT``).
+    cross-asset context (default ``context_asset(asset)``; global models pass ``GLOBAL_CONTEXT``);
+    ``context_frames``: further context series already made (name -> hourly frame with ``close``);
+    ``bar``: "1h" or "1d" instead of the timeframe's own (``bar_for``; benches compare the two).
     """
     asset = resolve(symbol).id
-    bar = bar_for(timeframe)
-    h = horizon_rows(timeframe)
+    bar = bar_for(timeframe) if bar is None else bar
+    if bar not in BAR_HOURS:
+        raise InvalidInput(f"bar must be one of {', '.join(BAR_HOURS)}, got {bar!r}")
+    h = TIMEFRAMES[check_timeframe(timeframe)] // BAR_HOURS[bar]
     candles = load_candles(store, asset, end=end)
     names = [context_asset(asset)] if context_assets is None else list(context_assets)
     context = {}
@@ -110,6 +122,8 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
         ctx = candles if ctx_name == asset else store.load(ctx_name, "1h", None, end)
         if len(ctx):
             context[ctx_name] = ctx
+    for ctx_name, ctx in (context_frames or {}).items():
+        context[ctx_name] = ctx if end is None else ctx[ctx.index <= parse_time(end, "end")]
     X, own = feature_frame(candles, context, bar)
     y = make_target(own["close"], h)
     ok = X.notna().all(axis=1).to_numpy() & y.notna().to_numpy()

@@ -327,3 +327,24 @@ def resample_daily(candles: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
     out = out[groups.size() == per_day]
     out.index.name = candles.index.name
     return out
+
+
+def market_index(closes: dict[str, pd.Series]) -> pd.DataFrame:
+    """An equal-weighted market index as hourly candles: its close at t is exp of the running sum of
+    the mean hourly log return of the assets with candles at t-1 and t (an asset joins when it
+    lists). Causal: row t uses closes up to t only. Flat candles, zero volume (only the close is used)."""
+    if not closes:
+        raise InvalidInput("the market index needs at least one asset's closes")
+    step = pd.Timedelta("1h")
+    returns = []
+    for name, close in closes.items():
+        c = close.astype("float64")
+        if not (c > 0).all():
+            raise InvalidInput(f"market index: {name} has non-positive closes")
+        prev = c.shift(1)
+        r = np.log(c / prev)
+        returns.append(r.where(c.index.to_series().diff() == step))  # a gap is not one hour's return
+    mean = pd.concat(returns, axis=1).mean(axis=1, skipna=True).fillna(0.0).sort_index()
+    close = np.exp(mean.cumsum())
+    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 0.0,
+                         "outlier": False}, index=mean.index)

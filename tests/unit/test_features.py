@@ -9,7 +9,7 @@ import talib
 
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.features import (FEATURE_NAMES, SERVING_ROWS, WARMUP, build_features,
-                                       feature_names, make_target, regularize, resample_daily)
+                                       feature_names, make_target, market_index, regularize, resample_daily)
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.validation import validate
 from tests.conftest import DATA_DIR
@@ -274,3 +274,39 @@ def test_features_on_daily_bars(btc):
     assert len(daily) == 124 and daily.index[0] == pd.Timestamp("2017-08-18", tz="UTC")
     feats = build_features(daily)
     assert list(feats.columns) == FEATURE_NAMES and not np.isinf(feats.to_numpy()).any()
+
+
+# -- market index ------------------------------------------------------------------------------
+
+def test_market_index_is_the_mean_hourly_log_return_of_the_assets_listed(btc, eth):
+    # eth lists 10 hours after btc: those hours are btc's return alone; an hour missing from eth is
+    # not a return of eth's (the gap's return is left out, not spread).
+    late_eth = eth["close"].iloc[10:].drop(eth.index[500])
+    index = market_index({"bitcoin": btc["close"], "ethereum": late_eth})
+    r_btc = np.log(btc["close"]).diff()
+    r_eth = np.log(late_eth).diff().where(late_eth.index.to_series().diff() == pd.Timedelta("1h"))
+    expected = pd.concat([r_btc, r_eth], axis=1).mean(axis=1).fillna(0.0).cumsum()
+    np.testing.assert_allclose(np.log(index["close"]).to_numpy(), expected.to_numpy(), rtol=1e-12, atol=1e-12)
+    assert index["close"].iloc[0] == 1.0 and (index["volume"] == 0).all()
+    hour = index.index[5]
+    assert np.log(index["close"].loc[hour] / index["close"].shift(1).loc[hour]) == pytest.approx(r_btc.loc[hour])
+
+
+@pytest.mark.parametrize("cut", [50, 1200])
+def test_market_index_up_to_t_never_depends_on_later_rows(btc, eth, cut):
+    t = btc.index[cut]
+    full = market_index({"bitcoin": btc["close"], "ethereum": eth["close"]})
+    changed = market_index({"bitcoin": _scale_after(btc, t, 1.7)["close"],
+                            "ethereum": _scale_after(eth, t, 0.4)["close"].loc[: btc.index[cut + 100]]})
+    np.testing.assert_allclose(full.loc[:t, "close"], changed.loc[:t, "close"], rtol=1e-12)
+    assert not np.allclose(full.loc[btc.index[cut + 1]:btc.index[cut + 100], "close"],
+                           changed.loc[btc.index[cut + 1]:btc.index[cut + 100], "close"])
+
+
+def test_market_index_refuses_what_it_cannot_average(btc):
+    with pytest.raises(InvalidInput, match="at least one"):
+        market_index({})
+    bad = btc["close"].copy()
+    bad.iloc[3] = 0.0
+    with pytest.raises(InvalidInput, match="non-positive"):
+        market_index({"bitcoin": bad})
