@@ -71,6 +71,11 @@ class Config:
         self.HTTP_BACKOFF = _float(env, "HTTP_BACKOFF", 0.5)
         # A provider asking us to wait longer than this is treated as unavailable.
         self.HTTP_MAX_RETRY_AFTER = _float(env, "HTTP_MAX_RETRY_AFTER", 30.0)
+        # One provider call, retries and a dripping body included, ends by then (seconds).
+        self.HTTP_DEADLINE = _float(env, "HTTP_DEADLINE", 20.0)
+        # After this many failed calls in a row a provider is left alone for the reset time.
+        self.HTTP_BREAKER_FAILURES = _int(env, "HTTP_BREAKER_FAILURES", 5)
+        self.HTTP_BREAKER_RESET_SECONDS = _float(env, "HTTP_BREAKER_RESET_SECONDS", 60.0)
         self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
         # Serving: how often a worker checks the alias file for a deploy (seconds).
         self.MODEL_POLL_SECONDS = _float(env, "MODEL_POLL_SECONDS", 2)
@@ -140,5 +145,6 @@ class TestConfig(Config):
         self.HTTP_RETRIES = 2
         self.HTTP_BACKOFF = 0.01
         self.HTTP_MAX_RETRY_AFTER = 2.0
+        self.HTTP_DEADLINE = 3.0
         for key, value in overrides.items():
             setattr(self, key, value)

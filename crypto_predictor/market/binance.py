@@ -9,7 +9,7 @@ import pandas as pd
 from crypto_predictor.errors import MarketDataUnavailable, ProviderBanned
 from crypto_predictor.market.frames import FetchResult, empty_candles, normalise
 from crypto_predictor.timeutil import to_ms
-from crypto_predictor.market.http import build_session, get_json
+from crypto_predictor.market.http import ProviderClient
 from crypto_predictor.symbols import INTERVALS_MS, check_interval, resolve
 
 MAX_LIMIT = 1000
@@ -30,16 +30,15 @@ class BinanceSource:
     def __init__(self, config, session=None, clock=time.time):
         self.config = config
         self.base_url = config.BINANCE_BASE_URL.rstrip("/")
-        self.session = session or build_session(config)
-        self.timeout = (config.HTTP_CONNECT_TIMEOUT, config.HTTP_READ_TIMEOUT)
+        self.client = ProviderClient(self.name, config, session)
         self._clock = clock
 
     def _page(self, pair, interval, start_ms, end_ms):
-        rows = get_json(
-            self.session, self.name, f"{self.base_url}/api/v3/klines",
+        rows = self.client.get_json(
+            f"{self.base_url}/api/v3/klines",
             params={"symbol": pair, "interval": interval, "startTime": start_ms,
                     "endTime": end_ms, "limit": MAX_LIMIT},
-            timeout=self.timeout, on_status=_check_ban,
+            on_status=_check_ban,
         )
         if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) < 9 for r in rows):
             raise MarketDataUnavailable(

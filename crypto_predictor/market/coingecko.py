@@ -17,7 +17,7 @@ import pandas as pd
 
 from crypto_predictor.errors import DataNotFound, MarketDataUnavailable
 from crypto_predictor.market.frames import FetchResult, empty_candles, normalise
-from crypto_predictor.market.http import build_session, get_json
+from crypto_predictor.market.http import ProviderClient
 from crypto_predictor.symbols import INTERVALS_MS, resolve
 from crypto_predictor.timeutil import to_ms, to_utc
 
@@ -30,8 +30,7 @@ class CoinGeckoSource:
 
     def __init__(self, config, session=None, clock=time.time):
         self.base_url = config.COINGECKO_BASE_URL.rstrip("/")
-        self.session = session or build_session(config)
-        self.timeout = (config.HTTP_CONNECT_TIMEOUT, config.HTTP_READ_TIMEOUT)
+        self.client = ProviderClient(self.name, config, session)
         self.headers = {}
         if config.COINGECKO_API_KEY:
             header = "x-cg-pro-api-key" if config.COINGECKO_API_PLAN == "pro" else "x-cg-demo-api-key"
@@ -39,9 +38,9 @@ class CoinGeckoSource:
         self._clock = clock
 
     def market_chart(self, coin_id: str, days: int) -> dict:
-        body = get_json(
-            self.session, self.name, f"{self.base_url}/coins/{coin_id}/market_chart",
-            params={"vs_currency": "usd", "days": days}, headers=self.headers, timeout=self.timeout,
+        body = self.client.get_json(
+            f"{self.base_url}/coins/{coin_id}/market_chart",
+            params={"vs_currency": "usd", "days": days}, headers=self.headers,
         )
         if not isinstance(body, dict) or not isinstance(body.get("prices"), list):
             raise MarketDataUnavailable(

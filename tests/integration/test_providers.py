@@ -142,3 +142,54 @@ def test_coingecko_unknown_coin_reason(test_config, fake_market):
     with pytest.raises(MarketDataUnavailable) as err:
         CoinGeckoSource(test_config, clock=CLOCK).fetch("solana", "1h")
     assert err.value.reason == "coin not found"
+
+
+# ---------------------------------------------------------------- deadlines and the circuit breaker
+
+def test_a_dripping_body_is_cut_off_at_the_deadline(fake_market):
+    config = TestConfig(BINANCE_BASE_URL=fake_market.url, HTTP_DEADLINE=1.5, HTTP_READ_TIMEOUT=1.0)
+    fake_market.fail("/api/v3/klines", {"drip": 0.2})  # each byte well inside the read timeout
+    started = time.monotonic()
+    with pytest.raises(MarketDataUnavailable, match="deadline") as err:
+        binance(config).fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z")
+    assert err.value.reason == "timeout"
+    assert 1.4 < time.monotonic() - started < 2.5
+
+
+def test_retries_stop_at_the_deadline(fake_market):
+    config = TestConfig(BINANCE_BASE_URL=fake_market.url, HTTP_DEADLINE=1.0, HTTP_RETRIES=6, HTTP_BACKOFF=0.4)
+    fake_market.fail("/api/v3/klines", *[{"status": 503, "body": {"msg": "busy"}}] * 7)
+    started = time.monotonic()
+    with pytest.raises(MarketDataUnavailable, match="deadline"):
+        binance(config).fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z")
+    assert time.monotonic() - started < 1.2
+    assert 1 < fake_market.count("/api/v3/klines") < 7  # it retried, then stopped before the backoff ran out
+
+
+def test_a_retry_after_above_the_cap_is_unavailable_now(test_config, fake_market):
+    fake_market.fail("/api/v3/klines", {"status": 429, "headers": {"Retry-After": "60"},
+                                        "body": {"code": -1003, "msg": "Too many requests"}})
+    started = time.monotonic()
+    with pytest.raises(MarketDataUnavailable, match="wait 60 s") as err:
+        binance(test_config).fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z")
+    assert time.monotonic() - started < 0.5 and fake_market.count("/api/v3/klines") == 1
+    assert err.value.details["status"] == 429 and err.value.details["retry_after"] == 60
+
+
+def test_the_circuit_opens_after_failures_in_a_row_and_closes_after_the_reset(fake_market):
+    config = TestConfig(BINANCE_BASE_URL=fake_market.url, HTTP_RETRIES=0, HTTP_BREAKER_FAILURES=3,
+                        HTTP_BREAKER_RESET_SECONDS=0.5)
+    source = binance(config)
+    with pytest.raises(MarketDataUnavailable) as err:  # a "no" to a bad request is an answer, not a failure
+        source.fetch("ripple", "1h", start="2021-09-30T00:00:00Z")
+    assert err.value.reason == "Invalid symbol."
+    fake_market.fail("/api/v3/klines", *[{"status": 500, "body": {"msg": "down"}}] * 3)
+    for _ in range(3):
+        with pytest.raises(MarketDataUnavailable, match="HTTP 500"):
+            source.fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z")
+    asked = fake_market.count("/api/v3/klines")
+    with pytest.raises(MarketDataUnavailable, match="not asking again") as err:
+        source.fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z")
+    assert err.value.reason == "circuit open" and fake_market.count("/api/v3/klines") == asked
+    time.sleep(0.6)
+    assert len(source.fetch("bitcoin", "1h", start="2021-09-30T00:00:00Z").candles) == 24  # trial call closes it

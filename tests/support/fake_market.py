@@ -59,7 +59,8 @@ class FakeMarket:
         """Queue faults for the next requests whose path starts with path_prefix.
 
         A fault is a dict: {"status": 429, "headers": {...}, "body": "..."} or
-        {"sleep": seconds} or {"raw": "not json"}.
+        {"sleep": seconds} or {"raw": "not json"} or {"drip": seconds between bytes} (the real
+        answer, headers at once, then the body one byte at a time).
         """
         self.faults[path_prefix].extend(faults)
 
@@ -110,6 +111,8 @@ class FakeMarket:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            drip = None  # seconds between the body's bytes, for a "drip" fault
+
             def _send(self, status, payload, headers=None, raw=None):
                 body = raw.encode() if raw is not None else json.dumps(payload).encode()
                 self.send_response(status)
@@ -118,7 +121,16 @@ class FakeMarket:
                 for k, v in (headers or {}).items():
                     self.send_header(k, str(v))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.drip is None:
+                    self.wfile.write(body)
+                    return
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(self.drip)
+                except OSError:  # the client gave up: that is the point
+                    pass
 
             def do_GET(self):
                 parsed = urlparse(self.path)
@@ -129,6 +141,8 @@ class FakeMarket:
                 if fault is not None:
                     if "sleep" in fault:
                         time.sleep(fault["sleep"])
+                    elif "drip" in fault:
+                        self.drip = fault["drip"]
                     elif "raw" in fault:
                         return self._send(200, None, raw=fault["raw"])
                     else:
