@@ -49,6 +49,13 @@ class ProviderBanned(MarketDataUnavailable):
     code = "provider_banned"
 
 
+class DataUnavailable(CryptoPredictorError):
+    """Our stored data cannot answer (a fault on our side, not the client's input)."""
+
+    http_status = 503
+    code = "data_unavailable"
+
+
 class DataNotFound(CryptoPredictorError):
     http_status = 404
     code = "data_not_found"

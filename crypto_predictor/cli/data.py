@@ -42,8 +42,11 @@ def init(database_url):
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Only the last N days. Live sources default to catching up from the newest stored "
                    f"candle, or {DEFAULT_LIVE_DAYS} days on an empty store; csv defaults to the whole file.")
+@click.option("--revise", is_flag=True,
+              help="Let rows that differ from stored candles overwrite them (a provider's or file's correction); "
+                   "without it they are kept apart and reported.")
 @click.option("--database-url", envvar="DATABASE_URL", default=None, help="Store URL (default: DATABASE_URL).")
-def ingest(source, data_dir, symbols, interval, days, database_url):
+def ingest(source, data_dir, symbols, interval, days, revise, database_url):
     """Fetch candles, validate them, store them and print a report per asset."""
     config, store = open_store(database_url)
     source_name = source or config.MARKET_DATA_SOURCE
@@ -66,7 +69,8 @@ def ingest(source, data_dir, symbols, interval, days, database_url):
                 start = (now - pd.Timedelta(days=days) if days is not None
                          else resume_start(store, asset, interval, now, DEFAULT_LIVE_DAYS))
             try:
-                report = ingest_asset(src, store, asset, interval=interval, start=start, last_days=days)
+                report = ingest_asset(src, store, asset, interval=interval, start=start, last_days=days,
+                                      revise=revise)
             except CryptoPredictorError as exc:
                 raise click.ClickException(f"{asset}: {exc.message}") from exc
             reports.append(report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 
 from crypto_predictor.errors import MarketDataUnavailable, ProviderBanned
@@ -13,6 +14,7 @@ from crypto_predictor.market.http import ProviderClient
 from crypto_predictor.symbols import INTERVALS_MS, check_interval, resolve
 
 MAX_LIMIT = 1000
+KLINE_FIELDS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades"]
 
 
 def _check_ban(response):
@@ -58,25 +60,45 @@ class BinanceSource:
         now_ms = int(self._clock() * 1000)
         end_ms = now_ms if end is None else to_ms(end)
         start_ms = end_ms - 30 * 86_400_000 if start is None else to_ms(start)
-        rows, cursor = [], start_ms
+        pages, cursor = [], start_ms
         while cursor <= end_ms:
             page = self._page(asset.pair, interval, cursor, end_ms)
             if not page:
                 break
-            rows.extend(page)
+            pages.append(self._numeric(page))
             if progress is not None:
                 progress(len(page))
-            last_open = int(page[-1][0])
-            if len(page) < MAX_LIMIT or last_open + step > end_ms:
+            last_open = int(pages[-1]["open_time"].iloc[-1])
+            if len(page) < MAX_LIMIT or last_open + step > end_ms or last_open < cursor:
                 break
             cursor = last_open + step
-        if not rows:
+        if not pages:
             return FetchResult(asset.id, interval, empty_candles(), self.name)
-        frame = pd.DataFrame(
-            [r[:9] for r in rows],
-            columns=["open_time", "open", "high", "low", "close", "volume",
-                     "close_time", "quote_volume", "trades"],
-        )
-        frame = frame[frame["close_time"].astype("int64") < now_ms]
+        frame = pd.concat(pages, ignore_index=True)
+        closed = frame["close_time"] < now_ms  # the newest kline is still forming
+        inside = (frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)
+        notes = []
+        if (~inside).any():
+            outside = frame.loc[~inside, "open_time"]
+            notes.append(f"dropped {int((~inside).sum())} row(s) outside the requested window "
+                         f"(open times {_iso(outside.min())} .. {_iso(outside.max())})")
+        frame = frame[closed & inside].copy()
         frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
-        return FetchResult(asset.id, interval, normalise(frame), self.name)
+        return FetchResult(asset.id, interval, normalise(frame), self.name, notes=notes)
+
+    def _numeric(self, rows) -> pd.DataFrame:
+        """The klines' first 9 fields as numbers; a field that is not one makes the page unusable."""
+        raw = pd.DataFrame([r[:9] for r in rows], columns=KLINE_FIELDS)
+        frame = raw.apply(pd.to_numeric, errors="coerce")
+        bad = frame.isna().to_numpy()
+        bad[:, [0, 6]] |= ~np.isfinite(frame[["open_time", "close_time"]].to_numpy())  # prices may be inf:
+        if bad.any():  # validation rejects those rows with a reason
+            i, j = map(int, np.argwhere(bad)[0])
+            raise MarketDataUnavailable(
+                f"binance: kline {i} has a malformed {KLINE_FIELDS[j]}: {rows[i][j]!r} (expected a number)",
+                provider=self.name, reason="malformed kline")
+        return frame
+
+
+def _iso(ms) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()

@@ -20,6 +20,8 @@ class IngestReport:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    kept_apart: int = 0  # rows that differ from stored candles, not written without revise
+    kept_apart_times: list = field(default_factory=list)
     validation: ValidationReport = field(default_factory=ValidationReport)
     notes: list = field(default_factory=list)
     first: pd.Timestamp | None = None
@@ -49,6 +51,10 @@ class IngestReport:
             out.append(f"    outlier {when}: {why}")
         for first, last, missing in sorted(v.gaps, key=lambda g: -g[2])[:3]:
             out.append(f"    gap {first} .. {last} ({missing} missing)")
+        if self.kept_apart:
+            times = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in self.kept_apart_times[:3])
+            out.append(f"  kept apart {self.kept_apart} row(s) that would rewrite stored candles ({times}"
+                       f"{', ...' if self.kept_apart > 3 else ''}); ingest again with --revise to overwrite")
         out.extend(f"  note: {n}" for n in self.notes)
         return out
 
@@ -62,14 +68,15 @@ def resume_start(store: CandleStore, asset: str, interval: str, now: pd.Timestam
 
 
 def ingest_asset(source, store: CandleStore, symbol, interval="1h", start=None, end=None,
-                 last_days=None, progress=None) -> IngestReport:
-    """Fetch, validate and store one asset; ``last_days`` keeps only the newest N days received."""
+                 last_days=None, progress=None, revise: bool = False) -> IngestReport:
+    """Fetch, validate and store one asset; ``last_days`` keeps only the newest N days received;
+    ``revise`` lets rows that differ from stored candles overwrite them (else they are kept apart)."""
     result = source.fetch(symbol, interval=interval, start=start, end=end, progress=progress)
     if last_days is not None and not result.candles.empty:
         newest = result.candles["open_time"].max()
         result.candles = result.candles[result.candles["open_time"] > newest - pd.Timedelta(days=last_days)]
     clean, validation = validate(result.candles, result.interval)
-    counts = store.upsert(result.asset, result.interval, clean, result.source)
+    counts = store.upsert(result.asset, result.interval, clean, result.source, revise=revise)
     report = IngestReport(result.asset, result.interval, result.source, received=len(result.candles),
                           validation=validation, notes=list(result.notes), **counts)
     if not clean.empty:

@@ -39,13 +39,15 @@ class CandleStore:
     def init_schema(self) -> list[str]:
         return init_db(self.engine)
 
-    def upsert(self, asset: str, interval: str, frame: pd.DataFrame, source: str) -> dict:
-        """Store validated candles; returns counts of inserted, updated and unchanged rows.
+    def upsert(self, asset: str, interval: str, frame: pd.DataFrame, source: str, revise: bool = False) -> dict:
+        """Store validated candles; returns counts of inserted, updated, unchanged and kept-apart rows,
+        and ``kept_apart_times``.
 
-        Rows equal to what is stored are not written, so a repeated ingest
-        changes nothing.
+        Rows equal to what is stored are not written, so a repeated ingest changes nothing. A row
+        that differs from a stored candle (every stored candle is closed) would rewrite history: it
+        is kept apart (counted, not written) unless ``revise`` asks for the correction.
         """
-        counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+        counts = {"inserted": 0, "updated": 0, "unchanged": 0, "kept_apart": 0, "kept_apart_times": []}
         if frame.empty:
             return counts
         frame = frame.copy()
@@ -56,13 +58,19 @@ class CandleStore:
                              right_index=True, suffixes=("", "_old"), indicator=True)
         is_new = (merged["_merge"] == "left_only").to_numpy()
         old = merged.loc[~is_new]
-        changed = np.zeros(len(old), dtype=bool)
+        rewrites = np.zeros(len(old), dtype=bool)
         for col in VALUE_COLUMNS:
             a, b = old[col].to_numpy(dtype="float64"), old[f"{col}_old"].to_numpy(dtype="float64")
-            changed |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
-        changed |= old["outlier"].to_numpy(dtype=bool) != old["outlier_old"].to_numpy(dtype=bool)
+            rewrites |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        # Without revise a stored candle is never touched: not its values (those rows are kept apart)
+        # nor its outlier flag (computed against the neighbours received, kept-apart ones included).
+        reflagged = old["outlier"].to_numpy(dtype=bool) != old["outlier_old"].to_numpy(dtype=bool)
+        if not revise:
+            counts["kept_apart"] = int(rewrites.sum())
+            counts["kept_apart_times"] = old.loc[rewrites, "open_time"].tolist()
+            rewrites[:] = reflagged[:] = False
         keep = ["open_time"] + VALUE_COLUMNS + ["outlier"]
-        new_rows, changed_rows = merged.loc[is_new, keep], old.loc[changed, keep]
+        new_rows, changed_rows = merged.loc[is_new, keep], old.loc[rewrites | reflagged, keep]
         with self.engine.begin() as conn:
             if len(new_rows):
                 rows = [dict(r, asset=asset, interval=interval, source=source) for r in _records(new_rows)]
@@ -86,7 +94,7 @@ class CandleStore:
                 ]
                 conn.execute(stmt, params)
                 counts["updated"] = len(params)
-        counts["unchanged"] = len(frame) - counts["inserted"] - counts["updated"]
+        counts["unchanged"] = len(frame) - counts["inserted"] - counts["updated"] - counts["kept_apart"]
         return counts
 
     def load(self, asset: str, interval: str = "1h", start=None, end=None) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 - exact duplicates are dropped;
 - conflicting duplicates (same open time, different values) keep the last row
   received (a provider's later answer is its correction) and are listed;
-- impossible candles are rejected with a reason;
+- impossible candles (missing, infinite or non-positive prices, infinite or negative volumes,
+  high below the body, ...) are rejected with a reason;
 - extreme outliers are flagged, never altered (published values stay as published);
 - gaps (missing intervals) are listed.
 """
@@ -49,10 +50,12 @@ def _rejection_reasons(frame: pd.DataFrame, step_ms: int) -> pd.Series:
     checks = [
         ("missing open time", frame["open_time"].isna()),
         ("missing price", frame[["open", "high", "low", "close"]].isna().any(axis=1)),
+        ("non-finite price", np.isinf(frame[["open", "high", "low", "close"]]).any(axis=1)),
         ("non-positive price", (frame[["open", "high", "low", "close"]] <= 0).any(axis=1)),
         ("high below max(open, close)", h < np.maximum(o, c)),
         ("low above min(open, close)", lo > np.minimum(o, c)),
         ("negative volume", v < 0),
+        ("non-finite volume", np.isinf(frame[["volume", "quote_volume"]]).any(axis=1)),
         ("open time not aligned to interval",
          frame["open_time"].notna() & (epoch_ms(frame["open_time"].fillna(pd.Timestamp(0, tz="UTC"))) % step_ms != 0)),
     ]

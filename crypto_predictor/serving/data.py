@@ -34,6 +34,7 @@ import time
 import pandas as pd
 from sqlalchemy import func, select
 
+from crypto_predictor.errors import DataUnavailable, InvalidInput
 from crypto_predictor.datasets import bars as make_bars, context_usable
 from crypto_predictor.storage.tables import candles
 from crypto_predictor.symbols import TIMEFRAMES
@@ -162,7 +163,11 @@ class ServingData:
         slot = (pair.version, pair.asset, pair.timeframe)
         entry = self._inputs.get(slot)
         if entry is None or entry[0] != key:
-            inputs = pair.inputs(*self.features(pair, pair.window_start(latest[pair.asset]), latest))
+            try:
+                inputs = pair.inputs(*self.features(pair, pair.window_start(latest[pair.asset]), latest))
+            except InvalidInput as exc:  # stored candles the features refuse: our fault, not the client's
+                raise DataUnavailable(f"{pair.asset}: the stored candles cannot be used for a prediction now "
+                                      f"({exc.message}); try again later", asset=pair.asset) from exc
             as_of = inputs.bar_time + pair.step
             entry = self._inputs[slot] = (key, inputs, iso(as_of),
                                           iso(as_of + pd.Timedelta(hours=TIMEFRAMES[pair.timeframe])))

@@ -38,14 +38,22 @@ def test_a_file_with_one_impossible_candle_rejects_exactly_that_row(tmp_path, st
     assert any("high below max(open, close)" in line for line in report.lines())
 
 
-def test_changed_values_are_updated_not_duplicated(tmp_path, store, btc_candles):
+def test_changed_values_are_kept_apart_unless_revised(tmp_path, store, btc_candles):
     rows = btc_candles.iloc[:24].copy()
     write_frame(tmp_path / "BTCUSDT-1h.csv.gz", rows)
     ingest_asset(CsvSource(tmp_path), store, "bitcoin")
+    before = store.load("bitcoin")
     rows.loc[rows.index[5], "volume"] = 999.0
+    rows.loc[rows.index[9], "close"] = rows["close"].iloc[9] * 0.99
     write_frame(tmp_path / "BTCUSDT-1h.csv.gz", rows)
     report = ingest_asset(CsvSource(tmp_path), store, "bitcoin")
-    assert (report.inserted, report.updated, report.unchanged) == (0, 1, 23)
+    assert (report.inserted, report.updated, report.unchanged, report.kept_apart) == (0, 0, 22, 2)
+    assert report.kept_apart_times == [rows["open_time"].iloc[5], rows["open_time"].iloc[9]]
+    assert any("kept apart 2 row(s)" in line and "--revise" in line for line in report.lines())
+    pd.testing.assert_frame_equal(store.load("bitcoin"), before)  # history unchanged
+
+    report = ingest_asset(CsvSource(tmp_path), store, "bitcoin", revise=True)
+    assert (report.inserted, report.updated, report.unchanged, report.kept_apart) == (0, 2, 22, 0)
     assert store.load("bitcoin")["volume"].iloc[5] == 999.0
 
 

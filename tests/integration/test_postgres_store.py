@@ -68,7 +68,7 @@ def test_upsert_counts_inserts_updates_and_unchanged(pg_store, data_dir, tmp_pat
     write_frame(tmp_path / "BTCUSDT-1h.csv.gz", old)
     assert ingest_asset(CsvSource(tmp_path), pg_store, "bitcoin").inserted == len(old)
 
-    # A provider revises three stored candles and 24 new ones arrive.
+    # A provider revises three stored candles and 24 new ones arrive; the operator accepts the revision.
     revised = btc.copy()
     moved = revised.index[[10, 200, len(old) - 1]]
     revised.loc[moved, "close"] = revised.loc[moved, "close"] * 1.001
@@ -76,7 +76,7 @@ def test_upsert_counts_inserts_updates_and_unchanged(pg_store, data_dir, tmp_pat
     revised.loc[moved[0], "volume"] = 0.0
     write_frame(tmp_path / "BTCUSDT-1h.csv.gz", revised)
     before = row_versions(pg_store)
-    report = ingest_asset(CsvSource(tmp_path), pg_store, "bitcoin")
+    report = ingest_asset(CsvSource(tmp_path), pg_store, "bitcoin", revise=True)
     assert (report.inserted, report.updated, report.unchanged) == (len(new), 3, len(old) - 3)
 
     stored = pg_store.load("bitcoin")

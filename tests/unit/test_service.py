@@ -19,7 +19,7 @@ import pytest
 
 from crypto_predictor.config import TestConfig
 from crypto_predictor.datasets import build_dataset, feature_frame
-from crypto_predictor.errors import (DataTooOld, MarketDataUnavailable, ModelNotFound, ServiceUnavailable,
+from crypto_predictor.errors import (DataTooOld, DataUnavailable, MarketDataUnavailable, ModelNotFound, ServiceUnavailable,
                                      UnknownSymbol, UnknownTimeframe)
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.frames import FetchResult
@@ -353,7 +353,7 @@ def corrected(store, asset, at, factor):
     row["close"] *= factor
     row["high"] = row[["high", "close"]].max(axis=1)
     row["low"] = row[["low", "close"]].min(axis=1)
-    assert store.upsert(asset, "1h", row, "correction")["updated"] == 1
+    assert store.upsert(asset, "1h", row, "correction", revise=True)["updated"] == 1
 
 
 def unshrunk(svc):
@@ -403,3 +403,17 @@ def test_a_batch_asks_for_the_newest_candles_once_and_then_uses_the_memo(trained
     again = svc.predict_batch(["BTC", "ETH"], "1h")
     assert len(newest) == 1 and again[0]["data"] == first[0]["data"]
     assert svc.cache_token("ETH", "1h") == ("ethereum", "1h", "v2", "2021-09-30T23:00:00Z") and len(newest) == 1
+
+
+def test_a_stored_candle_the_features_refuse_is_our_fault_not_the_clients(trained, models_copy, tmp_path):
+    # An infinite close written past validation (by hand, or by an old version): a 503, never a 400.
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'poisoned.db'}", start="2021-08-01", end="2021-09-30T23:00Z")
+    svc = make_service(trained, models_copy, store=store)
+    assert svc.predict("BTC", "1h")["symbol"] == "bitcoin"
+    row = store.load("bitcoin", "1h", "2021-09-30T20:00Z", "2021-09-30T20:00Z").reset_index().drop(columns=["source"])
+    row[["high", "close"]] = float("inf")
+    store.upsert("bitcoin", "1h", row, "hand", revise=True)
+    with pytest.raises(DataUnavailable, match="stored candles cannot be used") as err:
+        make_service(trained, models_copy, store=store).predict("BTC", "1h")
+    assert err.value.http_status == 503 and err.value.code == "data_unavailable"
