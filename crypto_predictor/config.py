@@ -65,18 +65,11 @@ class Config:
             else "https://api.coingecko.com/api/v3"
         )
         self.COINGECKO_BASE_URL = _env(env, "COINGECKO_BASE_URL", default_cg)
-        self.HTTP_CONNECT_TIMEOUT = _float(env, "HTTP_CONNECT_TIMEOUT", 3.05)
-        self.HTTP_READ_TIMEOUT = _float(env, "HTTP_READ_TIMEOUT", 10.0)
-        self.HTTP_RETRIES = _int(env, "HTTP_RETRIES", 4)
-        self.HTTP_BACKOFF = _float(env, "HTTP_BACKOFF", 0.5)
-        # A provider asking us to wait longer than this is treated as unavailable.
-        self.HTTP_MAX_RETRY_AFTER = _float(env, "HTTP_MAX_RETRY_AFTER", 30.0)
-        # One provider call, retries and a dripping body included, ends by then (seconds).
-        self.HTTP_DEADLINE = _float(env, "HTTP_DEADLINE", 20.0)
-        # After this many failed calls in a row a provider is left alone for the reset time.
-        self.HTTP_BREAKER_FAILURES = _int(env, "HTTP_BREAKER_FAILURES", 5)
-        self.HTTP_BREAKER_RESET_SECONDS = _float(env, "HTTP_BREAKER_RESET_SECONDS", 60.0)
+        self._http(env)
         self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
+        # With a live source each worker's background refresh looks for new closed candles this often
+        # (seconds; 0: off, the refresh cron job alone keeps the store current). Requests never fetch.
+        self.LIVE_REFRESH_SECONDS = _float(env, "LIVE_REFRESH_SECONDS", 60)
         # Serving: how often a worker checks the alias file for a deploy (seconds).
         self.MODEL_POLL_SECONDS = _float(env, "MODEL_POLL_SECONDS", 2)
         # Serving caches (crypto_predictor/serving_data.py): a worker re-reads the newest candle times
@@ -126,6 +119,20 @@ class Config:
         self.RETRAIN_MIN_DIRECTION_ACCURACY = _float(env, "RETRAIN_MIN_DIRECTION_ACCURACY", 0.48)
         self.RETRAIN_MIN_COVERAGE80 = _float(env, "RETRAIN_MIN_COVERAGE80", 0.70)
 
+    def _http(self, env) -> None:
+        """Provider calls (``market.http``)."""
+        self.HTTP_CONNECT_TIMEOUT = _float(env, "HTTP_CONNECT_TIMEOUT", 3.05)
+        self.HTTP_READ_TIMEOUT = _float(env, "HTTP_READ_TIMEOUT", 10.0)
+        self.HTTP_RETRIES = _int(env, "HTTP_RETRIES", 4)
+        self.HTTP_BACKOFF = _float(env, "HTTP_BACKOFF", 0.5)
+        # A provider asking us to wait longer than this is treated as unavailable.
+        self.HTTP_MAX_RETRY_AFTER = _float(env, "HTTP_MAX_RETRY_AFTER", 30.0)
+        # One provider call, retries and a dripping body included, ends by then (seconds).
+        self.HTTP_DEADLINE = _float(env, "HTTP_DEADLINE", 20.0)
+        # After this many failed calls in a row a provider is left alone for the reset time.
+        self.HTTP_BREAKER_FAILURES = _int(env, "HTTP_BREAKER_FAILURES", 5)
+        self.HTTP_BREAKER_RESET_SECONDS = _float(env, "HTTP_BREAKER_RESET_SECONDS", 60.0)
+
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}
 
@@ -146,5 +153,6 @@ class TestConfig(Config):
         self.HTTP_BACKOFF = 0.01
         self.HTTP_MAX_RETRY_AFTER = 2.0
         self.HTTP_DEADLINE = 3.0
+        self.LIVE_REFRESH_SECONDS = 0  # tests run a refresh round themselves (LiveRefresher.run_once)
         for key, value in overrides.items():
             setattr(self, key, value)

@@ -1,6 +1,6 @@
 """The cron jobs as commands: ``refresh`` (newest candles), ``verify`` (live accuracy), ``retrain``.
 
-Each takes its job's database lock (``jobs.lock``), so a second concurrent run exits 1 naming the holder.
+Each takes its job's database lock (``storage.lock``), so a second concurrent run exits 1 naming the holder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from crypto_predictor.cli.data import DEFAULT_LIVE_DAYS
 from crypto_predictor.cli.train import MODEL_CHOICES, format_summary
 from crypto_predictor.config import MARKET_SOURCES
 from crypto_predictor.errors import CryptoPredictorError
-from crypto_predictor.jobs.lock import JobLock, JobLocked
+from crypto_predictor.storage.lock import JobLock, JobLocked
 from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, summary_line
 from crypto_predictor.jobs.retrain import decide, plan
 from crypto_predictor.jobs.verify import format_table, run_verify

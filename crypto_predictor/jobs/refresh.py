@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crypto_predictor.errors import CryptoPredictorError, InvalidInput
-from crypto_predictor.market.ingest import IngestReport, ingest_asset, resume_start
+from crypto_predictor.market.ingest import catch_up
 from crypto_predictor.timeutil import to_utc
-from crypto_predictor.symbols import INTERVALS_MS, core_ids, resolve, supported_ids
+from crypto_predictor.symbols import core_ids, resolve, supported_ids
 
 DEFAULT_INITIAL_DAYS = 30
 
@@ -51,25 +51,14 @@ def configured_assets(config, source_name: str, source, interval: str) -> list[s
     return core_ids()
 
 
-def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:
-    """Open time of the newest candle that has closed by ``now``."""
-    step = pd.Timedelta(milliseconds=INTERVALS_MS[interval])
-    return now.floor(step) - step
-
-
 def refresh(source, store, assets, interval: str = "1h", now=None, initial_days: int = DEFAULT_INITIAL_DAYS
             ) -> list[AssetRefresh]:
     """Ingest the closed candles each asset is missing; one result per asset, in order."""
     now = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
-    end = last_closed_open(now, interval)
     results = []
     for asset in assets:
-        start = resume_start(store, asset, interval, now, initial_days)
         try:
-            if start > end:  # already up to date: do not even ask the provider
-                report = IngestReport(asset, interval, getattr(source, "name", "?"))
-            else:
-                report = ingest_asset(source, store, asset, interval=interval, start=start, end=end)
+            report = catch_up(source, store, asset, interval, now, initial_days)
         except CryptoPredictorError as exc:
             results.append(AssetRefresh(asset, error=exc.message))
             continue

@@ -67,6 +67,23 @@ def resume_start(store: CandleStore, asset: str, interval: str, now: pd.Timestam
     return latest + pd.Timedelta(milliseconds=INTERVALS_MS[interval])
 
 
+def last_closed_open(now: pd.Timestamp, interval: str) -> pd.Timestamp:
+    """Open time of the newest candle that has closed by ``now``."""
+    step = pd.Timedelta(milliseconds=INTERVALS_MS[interval])
+    return now.floor(step) - step
+
+
+def catch_up(source, store: CandleStore, asset: str, interval: str, now: pd.Timestamp,
+             initial_days: int) -> IngestReport:
+    """Ingest the closed candles ``asset`` is missing up to ``now`` (resuming after the newest stored
+    one); an asset already up to date does not even ask the provider."""
+    start = resume_start(store, asset, interval, now, initial_days)
+    end = last_closed_open(now, interval)
+    if start > end:
+        return IngestReport(asset, interval, getattr(source, "name", "?"))
+    return ingest_asset(source, store, asset, interval=interval, start=start, end=end)
+
+
 def ingest_asset(source, store: CandleStore, symbol, interval="1h", start=None, end=None,
                  last_days=None, progress=None, revise: bool = False) -> IngestReport:
     """Fetch, validate and store one asset; ``last_days`` keeps only the newest N days received;

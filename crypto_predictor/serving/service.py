@@ -15,11 +15,13 @@ memo (LATEST_TIME_TTL_SECONDS), windows, bars, feature rows and model inputs kep
 candle time, so an uncached prediction after the first one of a candle runs the models and
 the interval maths only; the invalidation rule (a new candle, this worker's own live refresh,
 and every FEATURE_CACHE_SECONDS for corrected older candles) is written down in data.py.
-With a live source, missing closed candles are ingested first (at most every
-LIVE_RETRY_SECONDS per asset); if the provider fails the stored data answers with
-``stale=True``, and past MAX_DATA_AGE_HOURS ``DataTooOld`` is raised. With MARKET_DATA_SOURCE=csv there is no live source: stored data is
-authoritative, ``stale`` is False and the age limit does not apply (the shared CSVs end in
-2023). ``current_price`` is the close of the newest bar the model used (for 7d/30d: the last
+A request never waits on a provider: with a live source, a background thread per worker
+(``live_refresh.LiveRefresher``, every LIVE_REFRESH_SECONDS, one worker at a time through a
+database lock) keeps the served assets' candles current, and requests read the store. Stored
+data older than one bar answers with ``stale=True``; past MAX_DATA_AGE_HOURS ``DataTooOld``
+(503 with Retry-After) is raised. With MARKET_DATA_SOURCE=csv there is no live source: stored
+data is authoritative, ``stale`` is False and the age limit does not apply (the shared CSVs end
+in 2023). ``current_price`` is the close of the newest bar the model used (for 7d/30d: the last
 complete UTC day), because that is the price the predicted return applies to.
 """
 
@@ -36,10 +38,10 @@ import pandas as pd
 
 from crypto_predictor.errors import CryptoPredictorError, DataNotFound, DataTooOld, ServiceUnavailable
 from crypto_predictor.market import get_source
-from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.aliases import ALIASES, resolve_version
 from crypto_predictor.serving.data import ServingData
+from crypto_predictor.serving.live_refresh import LiveRefresher
 from crypto_predictor.serving.pairs import LEVELS
 from crypto_predictor.serving.prediction_log import PredictionLogWriter, ensure_table
 from crypto_predictor.serving.snapshot import ModelCache
@@ -50,7 +52,6 @@ from crypto_predictor.timeutil import iso
 log = logging.getLogger(__name__)
 
 HOUR = pd.Timedelta(hours=1)
-LIVE_RETRY_SECONDS = 30  # between two live fetches of one asset (provider down: no hammering)
 FLAT_BAND = 1e-4  # |predicted change| below 0.01 % is called "flat"
 
 Fresh = namedtuple("Fresh", "latest stale")
@@ -85,7 +86,9 @@ class PredictionService:
         self._started = False
         self.data = ServingData(store, ttl=float(getattr(config, "LATEST_TIME_TTL_SECONDS", 1.0)),
                                 max_age=float(getattr(config, "FEATURE_CACHE_SECONDS", 300)))
-        self._fetched: dict = {}  # asset -> monotonic time of the last live fetch
+        every = float(getattr(config, "LIVE_REFRESH_SECONDS", 60) or 0)
+        self.refresher = (LiveRefresher(source, store, self.served_assets, self.now, every)
+                          if source is not None and every > 0 else None)
         self.status = StatusReports(self)
 
     # ---------------------------------------------------------------- models
@@ -93,6 +96,8 @@ class PredictionService:
     def start(self) -> None:
         self._started = True
         self.refresh_models(force=True)
+        if self.refresher is not None:
+            self.refresher.start()
         if self.log is not None:
             try:
                 ensure_table(self.store.engine)
@@ -151,31 +156,27 @@ class PredictionService:
                 out[asset] = exc
         return out
 
+    def served_assets(self) -> list[str]:
+        """Every asset a loaded bundle predicts or uses as context (what the live refresher keeps current)."""
+        assets = {}
+        for bundle in list(self.models.served.bundles.values()):
+            for pair in bundle.pairs.values():
+                assets.update(dict.fromkeys([pair.asset, *pair.context]))
+        return list(assets)
+
     def _fresh(self, asset: str, latest, now: pd.Timestamp) -> Fresh:
-        """Newest stored candle, after a live refresh when one is due; raises DataTooOld."""
-        if self.source is None:
-            if latest is None:
-                raise DataNotFound(f"no hourly candles stored for {asset}; run ingest first", asset=asset)
-            return Fresh(latest, False)
-        due = latest is None or now - (latest + HOUR) >= HOUR  # a newer candle has closed
-        last_try = self._fetched.get(asset, -math.inf)
-        if due and time.monotonic() - last_try >= LIVE_RETRY_SECONDS:
-            self._fetched[asset] = time.monotonic()
-            start = None if latest is None else latest + HOUR
-            try:
-                ingest_asset(self.source, self.store, asset, "1h", start=start)
-            except CryptoPredictorError as exc:
-                log.warning("live refresh of %s failed; serving stored data: %s", asset, exc)
-            self.data.forget(asset)  # whatever it stored (even before failing) is seen now
-            latest = self.data.query_latest([asset])[asset]
+        """Newest stored candle and whether it is stale; raises DataTooOld. Never calls a provider."""
         if latest is None:
-            raise DataNotFound(f"no hourly candles stored for {asset} and the live source gave none", asset=asset)
+            raise DataNotFound(f"no hourly candles stored for {asset}; run ingest first", asset=asset)
+        if self.source is None:
+            return Fresh(latest, False)
         age = now - (latest + HOUR)
         limit = self.max_age_hours
         if limit > 0 and age > pd.Timedelta(hours=limit):
-            raise DataTooOld(f"{asset}: newest candle closed {iso(latest + HOUR)}, more than {limit:g} h ago, "
-                             "and the live source could not refresh it; try again later",
-                             asset=asset, data_as_of=iso(latest + HOUR), retry_after=LIVE_RETRY_SECONDS)
+            retry = self.refresher.every if self.refresher is not None else 60
+            raise DataTooOld(f"{asset}: newest candle closed {iso(latest + HOUR)}, more than {limit:g} h ago; the "
+                             "live refresh has not brought newer ones (provider down?); try again later",
+                             asset=asset, data_as_of=iso(latest + HOUR), retry_after=retry)
         return Fresh(latest, age >= HOUR)
 
     # ---------------------------------------------------------------- predictions

@@ -130,4 +130,5 @@ class StatusReports:
         if svc.source is not None and svc.max_age_hours > 0:
             ok = ok and max(known) <= svc.max_age_hours
         return {"ok": ok, "age_hours": max(known) if known else None, "assets": ages,
-                "live_source": None if svc.source is None else getattr(svc.source, "name", "custom")}
+                "live_source": None if svc.source is None else getattr(svc.source, "name", "custom"),
+                "live_refresh": None if svc.refresher is None else (svc.refresher.last or {"pending": True})}

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from crypto_predictor.cli.main import cli
-from crypto_predictor.jobs.lock import JobLock
+from crypto_predictor.storage.lock import JobLock
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import FAKE_NOW_MS
 from tests.support.cli import assert_one_line_error

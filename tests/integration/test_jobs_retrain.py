@@ -18,7 +18,7 @@ from crypto_predictor.registry.bundle import verify_bundle
 from crypto_predictor.registry.versions import available_versions
 from crypto_predictor.cli.main import cli
 from crypto_predictor.storage.engine import make_engine
-from crypto_predictor.jobs.lock import JobLock
+from crypto_predictor.storage.lock import JobLock
 from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.cli import assert_one_line_error
 from tests.support.plog_rows import insert_rows, make_row, realised_close

@@ -14,7 +14,7 @@ from crypto_predictor.storage.tables import prediction_log
 from crypto_predictor.timeutil import utc
 from crypto_predictor.cli.main import cli
 from crypto_predictor.storage.engine import make_engine
-from crypto_predictor.jobs.lock import JobLock
+from crypto_predictor.storage.lock import JobLock
 from tests.support.cli import assert_one_line_error
 from tests.support.plog_rows import insert_rows, make_row, realised_close
 from tests.support.slices import fill_store

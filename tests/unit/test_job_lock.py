@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crypto_predictor.storage.tables import init_db
 from crypto_predictor.storage.engine import make_engine
-from crypto_predictor.jobs.lock import JobLock, JobLocked, job_locks
+from crypto_predictor.storage.lock import JobLock, JobLocked, job_locks
 
 TTL = 60.0
 
@@ -94,7 +94,7 @@ def _race(url, name, barrier, results, hold_seconds):
     import time
 
     from crypto_predictor.storage.engine import make_engine as _make
-    from crypto_predictor.jobs.lock import JobLock as _Lock
+    from crypto_predictor.storage.lock import JobLock as _Lock
 
     engine = _make(url)
     lock = _Lock(engine, name, 60)

@@ -29,6 +29,8 @@ from tests.support.slices import DATA_END, fill_store as fill_shared_store
 from crypto_predictor.registry.bundle import load_manifest
 from crypto_predictor.registry.aliases import set_alias
 from crypto_predictor.serving.service import PredictionService, ab_bucket
+from crypto_predictor.serving.live_refresh import LOCK_NAME as LIVE_LOCK, LiveRefresher
+from crypto_predictor.storage.lock import JobLock
 from crypto_predictor.training.pipeline import TrainOptions, train_run
 
 DATA = DATA_DIR
@@ -287,16 +289,17 @@ class FakeSource:
         return FetchResult(symbol, interval, candles[keep].reset_index(drop=True), self.name)
 
 
-def test_provider_failure_serves_stored_data_marked_stale(trained, models_copy):
+def test_a_request_never_asks_the_provider_and_marks_old_data_stale(trained, models_copy):
     set_alias(models_copy, "production", "v2")
     source = FakeSource(fail=True)
     svc = make_service(trained, models_copy, source=source, clock=clock_at("2021-10-01T03:00Z"), MAX_DATA_AGE_HOURS=6)
     data = svc.predict("BTC", "24h")
     assert data["stale"] is True and data["data_as_of"] == "2021-10-01T00:00:00Z"
-    assert ("bitcoin", pd.Timestamp("2021-10-01T00:00Z")) in source.calls
-    calls = len(source.calls)
-    svc.predict("BTC", "1h")  # within LIVE_RETRY_SECONDS: the provider is not asked again
-    assert len(source.calls) == calls
+    assert source.calls == []  # the request read the store only
+    refresher = LiveRefresher(source, svc.store, svc.served_assets, svc.now, every_seconds=60)
+    round_ = refresher.run_once()  # the provider is down: reported per asset, nothing stored
+    assert set(round_["assets"]) == {"bitcoin", "ethereum"} and "provider down" in round_["assets"]["bitcoin"]
+    assert svc.predict("BTC", "1h")["stale"] is True
 
 
 def test_data_older_than_the_limit_is_refused_unless_the_limit_is_off(trained, models_copy):
@@ -315,16 +318,54 @@ def test_data_older_than_the_limit_is_refused_unless_the_limit_is_off(trained, m
     assert data["stale"] is False and data["data_as_of"] == "2021-10-01T00:00:00Z"
 
 
-def test_missing_candles_are_fetched_from_the_live_source_before_predicting(trained, models_copy, tmp_path):
+def test_the_live_refresher_brings_missing_candles_for_every_served_asset(trained, models_copy, tmp_path):
     set_alias(models_copy, "production", "v2")
     store = fill_store(f"sqlite:///{tmp_path / 'behind.db'}", start="2021-08-01", end="2021-09-29T23:00Z")
     source = FakeSource(until="2021-09-30T23:00Z")
-    svc = make_service(trained, models_copy, store=store, source=source, clock=clock_at("2021-10-01T00:00:30Z"))
+    svc = make_service(trained, models_copy, store=store, source=source, clock=clock_at("2021-10-01T00:00:30Z"),
+                       LATEST_TIME_TTL_SECONDS=0, MAX_DATA_AGE_HOURS=48)
+    before = svc.predict("ETH", "1h")
+    assert before["stale"] is True and before["data_as_of"] == "2021-09-30T00:00:00Z" and source.calls == []
+    refresher = LiveRefresher(source, store, svc.served_assets, svc.now, every_seconds=60)
+    assert refresher.run_once()["assets"] == {"bitcoin": 24, "ethereum": 24}  # the context asset too
+    assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
     data = svc.predict("ETH", "1h")
     assert data["stale"] is False and data["data_as_of"] == "2021-10-01T00:00:00Z"
-    assert {c[0] for c in source.calls} == {"ethereum", "bitcoin"}  # the context asset is refreshed too
-    assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
     assert not math.isnan(data["predicted_price"])
+    assert refresher.run_once()["assets"] == {"bitcoin": 0, "ethereum": 0}
+    assert len(source.calls) == 2  # up to date: the provider was not asked again
+
+
+def test_one_worker_refreshes_at_a_time(trained, models_copy, tmp_path):
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'behind.db'}", start="2021-08-01", end="2021-09-29T23:00Z")
+    svc = make_service(trained, models_copy, store=store, clock=clock_at("2021-10-01T00:00:30Z"))
+    svc.start()
+    holder = JobLock(store.engine, LIVE_LOCK, ttl_seconds=60).acquire()  # another worker is mid-round
+    source = FakeSource(until="2021-09-30T23:00Z")
+    refresher = LiveRefresher(source, store, svc.served_assets, svc.now, every_seconds=60)
+    assert refresher.run_once() == {"at": "2021-10-01T00:00:30+00:00", "skipped": "another worker is refreshing"}
+    assert source.calls == []
+    holder.release()
+    assert refresher.run_once()["assets"]["bitcoin"] == 24
+
+
+def test_the_background_thread_runs_rounds_and_stops(trained, models_copy, tmp_path):
+    set_alias(models_copy, "production", "v2")
+    store = fill_store(f"sqlite:///{tmp_path / 'behind.db'}", start="2021-08-01", end="2021-09-29T23:00Z")
+    source = FakeSource(until="2021-09-30T23:00Z")
+    svc = make_service(trained, models_copy, store=store, source=source, clock=clock_at("2021-10-01T00:00:30Z"),
+                       LIVE_REFRESH_SECONDS=0.2)
+    svc.start()  # what a Gunicorn worker does after fork
+    try:
+        deadline = time.monotonic() + 20
+        while store.latest_time("ethereum") != pd.Timestamp("2021-09-30T23:00Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
+        assert svc.refresher.running and svc.health()["checks"]["data"]["live_refresh"]["assets"]
+    finally:
+        svc.refresher.stop()
+    assert not svc.refresher.running
 
 
 # ---------------------------------------------------------------- serving caches

@@ -1,4 +1,4 @@
-"""A named lock in the database, so a cron job never runs twice at once.
+"""A named lock in the database, so a cron job (or a worker's live refresh) never runs twice at once.
 
 One row per held lock in ``job_locks``. Acquiring is an INSERT: the primary key lets
 exactly one concurrent writer succeed on SQLite and PostgreSQL alike. A row whose
