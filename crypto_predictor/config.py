@@ -83,13 +83,7 @@ class Config:
             raise ValueError(f"AB_CHALLENGER_SHARE must lie in [0, 1], got {self.AB_CHALLENGER_SHARE}")
         # Log every served prediction for live accuracy (off: "0", "false", "no", "off").
         self.PREDICTION_LOG = _bool(env, "PREDICTION_LOG", True)
-        # API response cache (Flask-Caching names): SimpleCache per process, RedisCache when
-        # CACHE_REDIS_URL is set (shared by workers and instances); CACHE_ENABLED=0 turns it off.
-        self.CACHE_ENABLED = _bool(env, "CACHE_ENABLED", True)
-        self.CACHE_REDIS_URL = _env(env, "CACHE_REDIS_URL", "")
-        self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
-        self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
-        self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
+        self._cache(env)
         # Rate limit per client address and route (api/rate_limit.py, on `limits`); on by default, off under TestConfig.
         # memory:// counts per worker process; use redis://... to share the count.
         self.RATELIMIT_ENABLED = _bool(env, "RATELIMIT_ENABLED", not self.TESTING)
@@ -118,6 +112,21 @@ class Config:
         self.RETRAIN_MIN_SAMPLES = _int(env, "RETRAIN_MIN_SAMPLES", 30)
         self.RETRAIN_MIN_DIRECTION_ACCURACY = _float(env, "RETRAIN_MIN_DIRECTION_ACCURACY", 0.48)
         self.RETRAIN_MIN_COVERAGE80 = _float(env, "RETRAIN_MIN_COVERAGE80", 0.70)
+
+    def _cache(self, env) -> None:
+        """The API response cache (``api.runtime``)."""
+        # API response cache (Flask-Caching names): SimpleCache per process, RedisCache when
+        # CACHE_REDIS_URL is set (shared by workers and instances); CACHE_ENABLED=0 turns it off.
+        self.CACHE_ENABLED = _bool(env, "CACHE_ENABLED", True)
+        self.CACHE_REDIS_URL = _env(env, "CACHE_REDIS_URL", "")
+        self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
+        self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
+        self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
+        # A Redis that does not answer within this is skipped (a frozen one must not stall requests);
+        # after CACHE_BREAKER_FAILURES failures in a row it is left alone for CACHE_BREAKER_RESET_SECONDS.
+        self.CACHE_SOCKET_TIMEOUT = _float(env, "CACHE_SOCKET_TIMEOUT", 0.25)
+        self.CACHE_BREAKER_FAILURES = _int(env, "CACHE_BREAKER_FAILURES", 3)
+        self.CACHE_BREAKER_RESET_SECONDS = _float(env, "CACHE_BREAKER_RESET_SECONDS", 15.0)
 
     def _http(self, env) -> None:
         """Provider calls (``market.http``)."""

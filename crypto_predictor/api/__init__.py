@@ -10,6 +10,7 @@ here): each process starts it on first use, after Gunicorn has forked (api/runti
 
 from __future__ import annotations
 
+import pybreaker
 from flask import Flask
 
 from crypto_predictor.api import info, openapi, predict
@@ -36,9 +37,17 @@ def _init_cache(app: Flask) -> None:
         cache_type = "RedisCache"
     else:
         cache_type = cfg.get("CACHE_TYPE") or "SimpleCache"
+    options = {}
+    if cache_type == "RedisCache":  # redis-py's own timeouts: a frozen server costs one timeout, not a hang
+        timeout = float(cfg.get("CACHE_SOCKET_TIMEOUT", 0.25))
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry_on_timeout": False}
     cache.init_app(app, config={"CACHE_TYPE": cache_type, "CACHE_NO_NULL_WARNING": True,
                                 "CACHE_DEFAULT_TIMEOUT": int(cfg.get("CACHE_DEFAULT_TIMEOUT", 3600)),
-                                "CACHE_KEY_PREFIX": cfg.get("CACHE_KEY_PREFIX", "crypto_predictor:")})
+                                "CACHE_KEY_PREFIX": cfg.get("CACHE_KEY_PREFIX", "crypto_predictor:"),
+                                "CACHE_OPTIONS": options or None})
+    app.extensions["cache_breaker"] = pybreaker.CircuitBreaker(
+        fail_max=int(cfg.get("CACHE_BREAKER_FAILURES", 3)), reset_timeout=float(cfg.get("CACHE_BREAKER_RESET_SECONDS", 15)),
+        name="cache", throw_new_error_on_trip=False)
 
 
 def create_app(config: Config | None = None, service=None) -> Flask:

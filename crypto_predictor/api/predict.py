@@ -21,7 +21,8 @@ from flask import Blueprint, current_app, jsonify
 
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.operations import operation
-from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, client_id, get_service
+from crypto_predictor.api.runtime import (cache_enabled, cache_get, cache_get_many, cache_key, cache_set, client_id,
+                                          get_service)
 from crypto_predictor.api.schemas import Batch, BatchRequest, Prediction, PredictRequest
 
 bp = Blueprint("predict", __name__)
@@ -50,16 +51,18 @@ def _served(version, timeframe, cached: bool) -> None:
     labelled(PREDICTIONS, str(version), str(timeframe), "true" if cached else "false").inc()
 
 
-def _lookup(token: tuple, endpoint: str):
-    """(cache slot, cached entry or None) for a ``service.cache_token``; call it with caching on.
+def _slot(token: tuple) -> tuple[str, str]:
+    """The cache slot of a ``service.cache_token``: (key, version the token expects). If an alias
+    moved between the token and the prediction, the answer must not be filed under the old key."""
+    return cache_key("prediction", ("json2",) + token), str(token[2])  # json2: data gained "skill"
 
-    A slot is (key, version the token expects): if an alias moved between the token and
-    the prediction, the answer must not be filed under the old version's key.
-    """
-    key = cache_key("prediction", ("json2",) + token)  # json2: data gained "skill"
-    entry = cache_get(key)
+
+def _lookup(token: tuple, endpoint: str):
+    """(cache slot, cached entry or None) for a ``service.cache_token``; call it with caching on."""
+    slot = _slot(token)
+    entry = cache_get(slot[0])
     labelled(CACHE_LOOKUPS, endpoint, "miss" if entry is None else "hit").inc()
-    return (key, str(token[2])), entry
+    return slot, entry
 
 
 def _store(slot, entry: tuple, timeframe: str) -> None:
@@ -116,12 +119,17 @@ def predict_batch(body: BatchRequest):
     version = service.resolve_version(body.model_version, cid)  # unknown version: 404 for the whole batch
     entries, slots, misses = [None] * len(body.symbols), [None] * len(body.symbols), []
     tokens = [None] * len(body.symbols)
-    if cache_enabled():  # one routing and one newest-candle read for the whole batch
+    found = {}
+    if cache_enabled():  # one routing, one newest-candle read and one cache round trip for the whole batch
         tokens = service.cache_tokens(body.symbols, body.timeframe, body.model_version, cid)
+        asked = [i for i, t in enumerate(tokens) if isinstance(t, tuple)]  # else an error reported below
+        for i in asked:
+            slots[i] = _slot(tokens[i])
+        found = dict(zip(asked, cache_get_many([slots[i][0] for i in asked])))
+        for i in asked:
+            labelled(CACHE_LOOKUPS, "batch", "miss" if found[i] is None else "hit").inc()
     for i, symbol in enumerate(body.symbols):
-        cached = None
-        if isinstance(tokens[i], tuple):  # else no cache or an error the service reports below
-            slots[i], cached = _lookup(tokens[i], "batch")
+        cached = found.get(i)
         if cached is None:
             misses.append(i)
         else:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 
+import pybreaker
 from flask import current_app, request
 
 from crypto_predictor.api.extensions import cache
@@ -64,15 +65,32 @@ def cache_key(kind: str, token) -> str:
     return f"{kind}:" + "|".join(str(part) for part in token)
 
 
+def _guarded(what: str, call, *args, default=None):
+    """``call(*args)`` through the cache's circuit breaker: a failing or frozen backend (each call
+    bounded by CACHE_SOCKET_TIMEOUT) is skipped, and after a few failures in a row not even tried
+    for a while; the request is then served uncached."""
+    try:
+        return current_app.extensions["cache_breaker"].call(call, *args)
+    except pybreaker.CircuitBreakerError:
+        return default
+    except Exception as exc:
+        log.warning("cache %s failed: %s", what, exc.__class__.__name__)
+        return default
+
+
 def cache_get(key: str):
     """The cached value, or None on a miss or when the cache backend is down (serve uncached)."""
     if not cache_enabled():
         return None
-    try:
-        return cache.get(key)
-    except Exception as exc:
-        log.warning("cache read failed: %s", exc.__class__.__name__)
-        return None
+    return _guarded("read", cache.get, key)
+
+
+def cache_get_many(keys: list[str]) -> list:
+    """Cached values of ``keys`` in one round trip (Redis MGET), None for each miss."""
+    if not cache_enabled() or not keys:
+        return [None] * len(keys)
+    found = _guarded("read", cache.get_many, *keys)
+    return list(found) if found is not None else [None] * len(keys)
 
 
 def cache_set(key: str, value, timeframe: str | None = None) -> None:
@@ -81,7 +99,4 @@ def cache_set(key: str, value, timeframe: str | None = None) -> None:
     timeout = int(current_app.config.get("CACHE_DEFAULT_TIMEOUT", 3600))
     if timeframe in BAR_SECONDS:
         timeout = min(timeout, BAR_SECONDS[timeframe])
-    try:
-        cache.set(key, value, timeout=timeout)
-    except Exception as exc:
-        log.warning("cache write failed: %s", exc.__class__.__name__)
+    _guarded("write", cache.set, key, value, timeout)
