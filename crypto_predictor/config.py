@@ -124,7 +124,7 @@ class Config:
         self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
         # A Redis that does not answer within this is skipped (a frozen one must not stall requests);
         # after CACHE_BREAKER_FAILURES failures in a row it is left alone for CACHE_BREAKER_RESET_SECONDS.
-        self.CACHE_SOCKET_TIMEOUT = _float(env, "CACHE_SOCKET_TIMEOUT", 0.25)
+        self.CACHE_SOCKET_TIMEOUT = _float(env, "CACHE_SOCKET_TIMEOUT", 0.15)
         self.CACHE_BREAKER_FAILURES = _int(env, "CACHE_BREAKER_FAILURES", 3)
         self.CACHE_BREAKER_RESET_SECONDS = _float(env, "CACHE_BREAKER_RESET_SECONDS", 15.0)
 

@@ -39,7 +39,7 @@ def _init_cache(app: Flask) -> None:
         cache_type = cfg.get("CACHE_TYPE") or "SimpleCache"
     options = {}
     if cache_type == "RedisCache":  # redis-py's own timeouts: a frozen server costs one timeout, not a hang
-        timeout = float(cfg.get("CACHE_SOCKET_TIMEOUT", 0.25))
+        timeout = float(cfg.get("CACHE_SOCKET_TIMEOUT", 0.15))
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry_on_timeout": False}
     cache.init_app(app, config={"CACHE_TYPE": cache_type, "CACHE_NO_NULL_WARNING": True,
                                 "CACHE_DEFAULT_TIMEOUT": int(cfg.get("CACHE_DEFAULT_TIMEOUT", 3600)),
