@@ -75,6 +75,9 @@ class ModelNotFound(CryptoPredictorError):
 
 
 class BundleIntegrityError(CryptoPredictorError):
+    """A model bundle or the alias file is missing, altered or unreadable: the store's fault (a 500
+    whose message, which may name files, stays in the log)."""
+
     code = "bundle_integrity"
 
 

@@ -12,7 +12,7 @@ import click
 
 from crypto_predictor.config import Config
 from crypto_predictor.errors import CryptoPredictorError
-from crypto_predictor.registry.aliases import ALIASES, rollback, set_alias
+from crypto_predictor.registry.aliases import ALIASES, read_aliases, rollback, set_alias
 from crypto_predictor.registry.catalog import list_versions
 
 # Key spellings a trainer might use for the two headline figures.
@@ -114,13 +114,21 @@ def deploy_command(version, alias, do_rollback, do_list, verify, models_dir):
         if do_list:
             rows = list_versions(root, verify=verify)
             click.echo(format_table(rows) if rows else f"no finalized model versions in {root}")
+            problem = read_aliases(root)[1]
+            if problem:
+                click.echo(f"warning: {problem}; the aliases above are the ones its history last recorded",
+                           err=True)
             return
         if do_rollback:
             entry = rollback(root, alias)
+            if entry.get("repaired"):
+                click.echo(f"found: {entry['repaired']}; rewrote it from its history", err=True)
             click.echo(f"{alias}: {entry['from']} -> {entry['to']} (rolled back)")
             return
         entry = set_alias(root, alias, version)
-        if entry["from"] == entry["to"]:
+        if entry.get("repaired"):
+            click.echo(f"found: {entry['repaired']}; rewrote it from its history", err=True)
+        if entry["from"] == entry["to"] and not entry.get("repaired"):
             click.echo(f"{alias} already points at {entry['to']}")
         else:
             click.echo(f"{alias}: {entry['from'] or '(unset)'} -> {entry['to']}")

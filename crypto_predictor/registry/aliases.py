@@ -53,18 +53,40 @@ def _check_alias(alias: str) -> str:
     return alias
 
 
+REPAIR_HINT = "deploy_model.py --alias production --version vN rewrites it"
+
+
 def get_aliases(models_dir=None) -> dict:
-    """``{"production": "v3", ...}`` for the aliases that are set."""
+    """``{"production": "v3", ...}`` for the aliases that are set; BundleIntegrityError (naming the
+    file, never its path) when the alias file cannot be read."""
     path = models_root(models_dir) / ALIAS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise BundleIntegrityError(f"alias file {path} is unreadable: {exc}", file=ALIAS_FILE) from None
+    except ValueError as exc:
+        raise BundleIntegrityError(f"alias file {ALIAS_FILE} is not valid JSON ({exc}); {REPAIR_HINT}",
+                                   file=ALIAS_FILE) from None
+    except OSError as exc:
+        raise BundleIntegrityError(f"alias file {ALIAS_FILE} cannot be read ({exc.__class__.__name__}); "
+                                   f"{REPAIR_HINT}", file=ALIAS_FILE) from None
     if not isinstance(data, dict):
-        raise BundleIntegrityError(f"alias file {path} is not a JSON object", file=ALIAS_FILE)
+        raise BundleIntegrityError(f"alias file {ALIAS_FILE} is not a JSON object; {REPAIR_HINT}", file=ALIAS_FILE)
     return {a: v for a, v in data.items() if a in ALIASES and version_number(v)}
+
+
+def read_aliases(models_dir=None) -> tuple[dict, str | None]:
+    """(aliases, problem): like ``get_aliases``, but a corrupt alias file gives the aliases its
+    history last recorded and the problem found, instead of an error (for listing and repair)."""
+    root = models_root(models_dir)
+    try:
+        return get_aliases(root), None
+    except BundleIntegrityError as exc:
+        rebuilt = {}
+        for entry in alias_history(root):
+            if entry.get("alias") in ALIASES and version_number(entry.get("to") or ""):
+                rebuilt[entry["alias"]] = entry["to"]
+        return rebuilt, exc.message
 
 
 def alias_state_token(models_dir=None) -> str | None:
@@ -110,11 +132,13 @@ def _user() -> str:
 
 
 def _switch(root: Path, alias: str, version: str, action: str) -> dict:
-    """Point ``alias`` at ``version`` (caller holds the lock); alias file first, then history."""
-    aliases = get_aliases(root)
+    """Point ``alias`` at ``version`` (caller holds the lock); alias file first, then history. A
+    corrupt alias file is rewritten from its history plus this change (``entry["repaired"]`` says
+    what was wrong)."""
+    aliases, problem = read_aliases(root)
     entry = {"time": utcnow_iso(), "alias": alias, "from": aliases.get(alias), "to": version,
              "action": action, "user": _user()}
-    if aliases.get(alias) == version:
+    if aliases.get(alias) == version and problem is None:
         return entry  # nothing changes, so nothing to record
     aliases[alias] = version
     atomic_write(root / ALIAS_FILE, json.dumps(aliases, indent=2, sort_keys=True).encode())
@@ -125,7 +149,7 @@ def _switch(root: Path, alias: str, version: str, action: str) -> dict:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
-    return entry
+    return entry if problem is None else {**entry, "repaired": problem}
 
 
 def set_alias(models_dir, alias: str, version: str) -> dict:
@@ -167,7 +191,7 @@ def rollback(models_dir=None, alias: str = "production") -> dict:
     _check_alias(alias)
     try:
         with _lock(root):
-            current = get_aliases(root).get(alias)
+            current = read_aliases(root)[0].get(alias)
             stack = _alias_stack(alias_history(root, alias), current)
             if current is None or len(stack) < 2:
                 raise ModelNotFound(f"alias {alias!r} has no previous version to roll back to")

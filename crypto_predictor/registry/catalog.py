@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crypto_predictor.errors import BundleIntegrityError
-from crypto_predictor.registry.aliases import ALIASES, get_aliases, resolve_version
+from crypto_predictor.registry.aliases import ALIASES, read_aliases, resolve_version
 from crypto_predictor.registry.bundle import Bundle, load_manifest, verify_bundle
 from crypto_predictor.registry.versions import available_versions, models_root
 
@@ -23,7 +23,7 @@ def list_versions(models_dir=None, verify: bool = False) -> list[dict]:
     the bundle cannot be loaded. Directories without a manifest (still training) are left out.
     """
     root = models_root(models_dir)
-    aliases = get_aliases(root)
+    aliases, _ = read_aliases(root)  # a corrupt alias file: what its history last recorded
     rows = []
     for version in available_versions(root):
         row = {"version": version, "path": str(root / version), "created_at": None, "metrics": {},

@@ -3,13 +3,18 @@
 ``ModelCache`` swaps the snapshot whole when the alias file changes (requests in flight keep the
 snapshot they took), plus a few explicitly requested versions. A bundle that fails to load is
 refused, the previous one keeps serving, the failure is kept for health checks and the load is
-retried every ``FAILED_RETRY_SECONDS``.
+retried as soon as the refused bundle's files change (a fix), else every ``FAILED_RETRY_SECONDS``.
+Every ``CHECK_SECONDS`` the files of the served bundles are stat-ed; when any changed since they
+were loaded they are re-hashed, and a deleted or altered bundle is reported (``integrity``) while
+the verified copy in memory keeps serving. Error texts kept for health name files, never paths.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -19,14 +24,33 @@ from pathlib import Path
 import pandas as pd
 
 from crypto_predictor.errors import BundleIntegrityError
+from crypto_predictor.registry.bundle import verify_bundle
 from crypto_predictor.registry.aliases import ALIASES, alias_state_token, get_aliases
 from crypto_predictor.registry.versions import sort_versions
 from crypto_predictor.serving.pairs import LoadedBundle, load_bundle
 
 log = logging.getLogger(__name__)
 
-FAILED_RETRY_SECONDS = 60  # between two load attempts of a refused bundle
+FAILED_RETRY_SECONDS = 60  # between two load attempts of a refused bundle whose files did not change
+CHECK_SECONDS = 10  # between two looks at the served bundles' files
 EXTRA_BUNDLES = 2  # explicitly requested versions kept loaded besides production/challenger
+
+
+_ABSOLUTE_PATH = re.compile(r"(?:/[^/\s'\"():,]+)+/([^/\s'\"():,]+)")
+
+
+def fingerprint(path: Path) -> tuple | None:
+    """(name, size, mtime) of every file under ``path``, sorted; None when it is not there. Cheap
+    enough to take every few seconds, and it changes whenever a file is replaced, edited or removed."""
+    try:
+        out = []
+        for dirpath, _, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(dirpath, name))
+                out.append((os.path.relpath(os.path.join(dirpath, name), path), st.st_size, st.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(sorted(out)) if out else None
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,11 @@ class ModelCache:
         self._last_poll = -math.inf
         self._extra: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._stamps: dict = {}  # version -> fingerprint of its files when loaded
+        self._failed_stamp = None  # fingerprint of the refused version's files when it was refused
+        self._polled_token = self._failed_token = None  # alias file hash now / when the failure happened
+        self.integrity: dict = {}  # served version -> what is wrong with its files on disk now
+        self._last_check = -math.inf
 
     def loaded(self) -> list[str]:
         return sort_versions(set(self.served.bundles) | set(self._extra))
@@ -64,7 +93,10 @@ class ModelCache:
         except OSError as exc:
             self.record_failure(None, None, exc)
             return False
-        retry = self.failure is not None and now - self._failed_at >= FAILED_RETRY_SECONDS
+        self._check_served(now)
+        self._polled_token = token
+        retry = self.failure is not None and (now - self._failed_at >= FAILED_RETRY_SECONDS
+                                              or token != self._failed_token or self._failed_files_changed())
         if not force and token == self.served.token and not retry:
             return False
         if not self._lock.acquire(blocking=force):
@@ -75,10 +107,43 @@ class ModelCache:
             self._lock.release()
 
     def record_failure(self, alias, version, exc) -> None:
-        self.failure = {"alias": alias, "version": version, "error": f"{type(exc).__name__}: {exc}",
+        self.failure = {"alias": alias, "version": version, "error": self.public_error(exc),
                         "at": self._now().isoformat().replace("+00:00", "Z")}
         self._failed_at = time.monotonic()
-        log.error("model %s (%s) refused: %s", version, alias, self.failure["error"])
+        self._failed_token = self._polled_token
+        self._failed_stamp = (version, fingerprint(self.models_dir / version) if version else None)
+        log.error("model %s (%s) refused: %s: %s", version, alias, type(exc).__name__, exc)
+
+    def public_error(self, exc) -> str:
+        """``exc`` as text for unauthenticated answers: paths shortened to names inside the store."""
+        text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        text = text.replace(str(self.models_dir.resolve()) + os.sep, "").replace(str(self.models_dir) + os.sep, "")
+        return _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
+
+    def _failed_files_changed(self) -> bool:
+        version, stamp = self._failed_stamp or (None, None)
+        return version is not None and fingerprint(self.models_dir / version) != stamp
+
+    def _check_served(self, now: float) -> None:
+        """Re-hash a served bundle whose files changed since it was loaded; keep what is wrong."""
+        if now - self._last_check < CHECK_SECONDS:
+            return
+        self._last_check = now
+        for version in list(self.served.bundles):
+            stamp = fingerprint(self.models_dir / version)
+            if stamp == self._stamps.get(version):
+                continue
+            try:
+                verify_bundle(self.models_dir / version)
+            except (BundleIntegrityError, OSError) as exc:
+                problem = f"bundle {version} on disk no longer matches what is served ({self.public_error(exc)}); " \
+                          "serving the copy verified at load"
+                if self.integrity.get(version) != problem:
+                    log.error("%s", problem)
+                self.integrity[version] = problem
+                continue
+            self._stamps[version] = stamp  # touched, same content
+            self.integrity.pop(version, None)
 
     def _reload(self, token) -> bool:
         old = self.served
@@ -95,7 +160,9 @@ class ModelCache:
             loaded = bundles.get(version) or old.bundles.get(version) or self._extra.get(version)
             if loaded is None:
                 try:
+                    stamp = fingerprint(self.models_dir / version)
                     loaded = load_bundle(self.models_dir, version)
+                    self._stamps[version] = stamp
                 except Exception as exc:  # whatever breaks a load (hash, pickle, h5) refuses the bundle
                     self.record_failure(alias, version, exc)
                     failed = True
@@ -107,6 +174,7 @@ class ModelCache:
         if not failed:
             self.failure = None
         self.served = Served(token, aliases, bundles)
+        self.integrity = {v: p for v, p in self.integrity.items() if v in bundles}
         if aliases != old.aliases:
             log.info("serving %s", aliases)
         return aliases != old.aliases

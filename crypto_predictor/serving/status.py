@@ -14,7 +14,7 @@ import time
 import pandas as pd
 from sqlalchemy import text
 
-from crypto_predictor.registry.aliases import ALIASES, get_aliases, resolve_version
+from crypto_predictor.registry.aliases import ALIASES, read_aliases, resolve_version
 from crypto_predictor.registry.bundle import load_manifest
 from crypto_predictor.registry.catalog import list_versions
 from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy
@@ -42,8 +42,9 @@ class StatusReports:
         svc = self.service
         served = svc.snapshot()
         rows = [{k: v for k, v in row.items() if k != "path"} for row in list_versions(svc.models_dir)]
-        return {"versions": rows, "aliases": get_aliases(svc.models_dir), "serving": dict(served.aliases),
-                "loaded": svc.models.loaded()}
+        aliases, problem = read_aliases(svc.models_dir)
+        return {"versions": rows, "aliases": aliases, "serving": dict(served.aliases),
+                "loaded": svc.models.loaded(), "alias_problem": problem}
 
     def _verify_log(self) -> None:
         svc = self.service
@@ -102,8 +103,13 @@ class StatusReports:
             served = svc.models.served
             svc.models.record_failure(None, None, exc)
         production = served.aliases.get("production")
-        model = {"ok": production is not None, "version": production, "challenger": served.aliases.get("challenger"),
-                 "loaded": svc.models.loaded(), "refused": svc.models.failure}
+        refused, integrity = svc.models.failure, dict(svc.models.integrity)
+        # Degraded: nothing served, the production bundle changed on disk, or production (or the alias
+        # file itself) was refused, so what is served is not what was deployed.
+        ok = (production is not None and production not in integrity
+              and not (refused is not None and refused["alias"] in (None, "production")))
+        model = {"ok": ok, "version": production, "challenger": served.aliases.get("challenger"),
+                 "loaded": svc.models.loaded(), "refused": refused, "integrity": integrity or None}
         checks = {"model": model}
         try:
             with svc.store.engine.connect() as conn:
