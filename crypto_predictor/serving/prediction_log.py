@@ -1,7 +1,10 @@
 """The prediction log: every served prediction, later compared with the realised price.
 
 Writes go through a bounded in-process queue drained by one background thread, so logging
-never blocks or fails a request: when the queue is full the row is dropped and counted. The
+never blocks or fails a request: when the queue is full the row is dropped and counted. Rows
+a database outage refuses are kept and retried with exponential backoff (``RETRY_SECONDS`` up
+to ``MAX_RETRY_SECONDS``); only when more than ``maxsize`` rows wait are the oldest dropped, and
+counted. ``stats()["ok"]`` is false while rows wait for the database or after a drop. The
 request thread pays one ``put_nowait``; the writer lingers ``linger`` seconds after the first
 row of a batch so the rows that arrive meanwhile share one transaction (a transaction per row
 cost more than the prediction itself, and that work competes with requests for the GIL).
@@ -20,6 +23,8 @@ import threading
 
 import pandas as pd
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from crypto_predictor.storage.tables import prediction_log
 from crypto_predictor.timeutil import utc
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 COLUMNS = [c.name for c in prediction_log.columns if c.name != "id"]
 HOUR = pd.Timedelta(hours=1)
 _STOP = object()
+RETRY_SECONDS = 0.5  # first wait after a failed write; doubles up to MAX_RETRY_SECONDS
+MAX_RETRY_SECONDS = 30.0
 
 
 def ensure_table(engine) -> None:
@@ -46,7 +53,9 @@ class PredictionLogWriter:
         self.maxsize = int(maxsize)
         self.batch_size = int(batch_size)
         self.linger = float(linger)
-        self.written = self.dropped = self.failed = 0
+        self.written = self.dropped = self.failed = 0  # failed: write attempts the database refused
+        self._waiting: list[dict] = []  # rows a failed write kept for the next attempt
+        self._backoff = 0.0
         self._lock = threading.Lock()
         self._pid = None
         self._queue = None
@@ -97,7 +106,9 @@ class PredictionLogWriter:
 
     def stats(self) -> dict:
         pending = self._queue.qsize() if self._queue is not None and self._pid == os.getpid() else 0
-        return {"queued": pending, "written": self.written, "dropped": self.dropped, "failed": self.failed,
+        waiting = len(self._waiting)
+        return {"ok": self.dropped == 0 and waiting == 0, "queued": pending, "waiting_for_database": waiting,
+                "written": self.written, "dropped": self.dropped, "failed_writes": self.failed,
                 "capacity": self.maxsize}
 
     def close(self, timeout: float = 5.0) -> None:
@@ -109,11 +120,23 @@ class PredictionLogWriter:
             self._wake.set()
             self._thread.join(timeout)
 
+    def _next(self, q):
+        """The next queued item; with rows waiting for the database, None once the backoff is over."""
+        if not self._waiting:
+            return q.get()
+        try:
+            return q.get(timeout=self._backoff)
+        except queue.Empty:
+            return None
+
     def _run(self) -> None:
         q = self._queue
         while True:
             rows, markers, stop = [], [], False
-            item = q.get()
+            item = self._next(q)
+            if item is None:  # only the waiting rows are due
+                self._write([])
+                continue
             if self.linger > 0 and isinstance(item, dict):
                 # Wait on an event, not on the queue: puts meanwhile wake nobody; a flush does.
                 self._wake.wait(self.linger)
@@ -131,7 +154,7 @@ class PredictionLogWriter:
                     item = q.get_nowait()
                 except queue.Empty:
                     break
-            if rows:
+            if rows or (stop and self._waiting):
                 self._write(rows)
             for marker in markers:
                 marker.set()
@@ -139,21 +162,57 @@ class PredictionLogWriter:
                 return
 
     def _write(self, rows: list[dict]) -> None:
+        """Write the waiting rows and ``rows`` in one transaction; on failure keep them for a retry."""
+        good = []
+        for row in rows:
+            try:
+                for key in ("prediction_time", "data_as_of", "target_time"):
+                    row[key] = utc(row[key])
+                good.append(row)
+            except Exception:  # a row no database would take: dropped, counted
+                with self._lock:
+                    self.dropped += 1
+        batch = self._waiting + good
+        if not batch:
+            return
+        if len(batch) > self.maxsize:  # the outage outlasted what we keep: drop the oldest
+            with self._lock:
+                self.dropped += len(batch) - self.maxsize
+            batch = batch[-self.maxsize:]
         try:
             if not self._table_ready:
                 ensure_table(self.engine)
                 self._table_ready = True
-            for row in rows:
-                for key in ("prediction_time", "data_as_of", "target_time"):
-                    row[key] = utc(row[key])
             with self.engine.begin() as conn:
-                conn.execute(insert(prediction_log), rows)
+                conn.execute(insert(prediction_log), batch)
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:  # an outage: keep the rows, retry later
+            self._waiting = batch
+            self._backoff = min(max(RETRY_SECONDS, 2 * self._backoff), MAX_RETRY_SECONDS)
             with self._lock:
-                self.written += len(rows)
-        except Exception as exc:  # a database outage loses these rows, never the worker
+                self.failed += 1
+            log.warning("prediction log: %d rows wait for the database (retry in %.1f s): %s",
+                        len(batch), self._backoff, type(exc).__name__)
+            return
+        except Exception as exc:  # the database answered and refused a row: no retry would help
+            log.warning("prediction log: a batch was refused (%s); writing its rows one by one", type(exc).__name__)
+            self._waiting, self._backoff = [], 0.0
+            self._write_each(batch)
+            return
+        self._waiting, self._backoff = [], 0.0
+        with self._lock:
+            self.written += len(batch)
+
+    def _write_each(self, batch: list[dict]) -> None:
+        for row in batch:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(prediction_log), [row])
+                written, dropped = 1, 0
+            except Exception:
+                written, dropped = 0, 1
             with self._lock:
-                self.failed += len(rows)
-            log.warning("prediction log: %d rows not written: %s: %s", len(rows), type(exc).__name__, exc)
+                self.written += written
+                self.dropped += dropped
 
 
 # ---------------------------------------------------------------- verification

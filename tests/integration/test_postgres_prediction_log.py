@@ -67,7 +67,7 @@ def stores(postgres_url, tmp_path, data_dir):
         writer = PredictionLogWriter(store.engine, batch_size=50)
         assert all(writer.record(row) for row in rows)
         assert writer.flush()
-        assert writer.stats()["written"] == len(rows) and writer.stats()["failed"] == 0
+        assert writer.stats()["written"] == len(rows) and writer.stats()["failed_writes"] == 0 and writer.stats()["ok"]
         writer.close()
     return out
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from crypto_predictor.serving.live_metrics import count, live_accuracy
+from crypto_predictor.serving import prediction_log as prediction_log_module
 from crypto_predictor.serving.prediction_log import PredictionLogWriter, verify
 from crypto_predictor.storage.tables import prediction_log
 from crypto_predictor.timeutil import iso
@@ -164,12 +165,51 @@ def test_a_full_queue_drops_rows_and_counts_them(store):
     writer.close()
 
 
-def test_a_broken_database_never_reaches_the_caller(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")  # the directory does not exist
-    writer = PredictionLogWriter(engine)
-    assert writer.record({"asset": "bitcoin"}) is True
+def _row(i=0):
+    return {"asset": "bitcoin", "timeframe": "1h", "model_version": "v1", "kind": "linear",
+            "client_ab_group": "production", "prediction_time": NOW + pd.Timedelta(seconds=i), "data_as_of": NOW,
+            "target_time": NOW + pd.Timedelta(hours=1), "current_price": 1.0, "predicted_price": 1.0}
+
+
+def test_rows_wait_through_a_database_outage_and_are_written_after_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(prediction_log_module, "RETRY_SECONDS", 0.05)
+    folder = tmp_path / "not-yet"
+    engine = create_engine(f"sqlite:///{folder / 'log.db'}")  # the directory does not exist: every write fails
+    writer = PredictionLogWriter(engine, linger=0)
+    assert all(writer.record(_row(i)) for i in range(5))
     assert writer.flush()
-    assert writer.stats()["failed"] == 1 and writer.stats()["written"] == 0
+    stats = writer.stats()
+    assert stats["written"] == 0 and stats["waiting_for_database"] == 5 and stats["ok"] is False
+    assert stats["failed_writes"] >= 1 and stats["dropped"] == 0
+    assert writer.record(_row(5)) and writer.record({"asset": "bitcoin"})  # the second can never be written
+    folder.mkdir()  # the database is back
+    deadline = time.monotonic() + 10
+    while writer.stats()["written"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = writer.stats()
+    assert stats["written"] == 6 and count(engine) == 6 and stats["waiting_for_database"] == 0
+    assert stats["dropped"] == 1 and stats["ok"] is False  # the malformed row is counted, not hidden
+    writer.close()
+
+
+def test_an_outage_longer_than_the_buffer_drops_the_oldest_rows_and_counts_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(prediction_log_module, "RETRY_SECONDS", 0.05)
+    folder = tmp_path / "gone"
+    engine = create_engine(f"sqlite:///{folder / 'log.db'}")
+    writer = PredictionLogWriter(engine, maxsize=3, linger=0)
+    for i in range(5):
+        writer.record(_row(i))
+        writer.flush()
+    assert writer.stats()["waiting_for_database"] == 3 and writer.stats()["dropped"] == 2
+    folder.mkdir()
+    writer.record(_row(9))
+    writer.flush()
+    deadline = time.monotonic() + 10
+    while writer.stats()["written"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seconds = sorted(int((pd.Timestamp(r["prediction_time"], tz="UTC") - NOW).total_seconds()) for r in rows(engine))
+    assert seconds == [3, 4, 9][-len(seconds):] and writer.stats()["dropped"] == 3
+    writer.close()
 
 
 def test_rows_arriving_together_share_one_transaction(store):
