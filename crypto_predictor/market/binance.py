@@ -91,8 +91,9 @@ class BinanceSource:
         raw = pd.DataFrame([r[:9] for r in rows], columns=KLINE_FIELDS)
         frame = raw.apply(pd.to_numeric, errors="coerce")
         bad = frame.isna().to_numpy()
-        bad[:, [0, 6]] |= ~np.isfinite(frame[["open_time", "close_time"]].to_numpy())  # prices may be inf:
-        if bad.any():  # validation rejects those rows with a reason
+        # Times must be finite; an infinite price is a number, rejected later by validation with a reason.
+        bad[:, [0, 6]] |= ~np.isfinite(frame[["open_time", "close_time"]].to_numpy())
+        if bad.any():
             i, j = map(int, np.argwhere(bad)[0])
             raise MarketDataUnavailable(
                 f"binance: kline {i} has a malformed {KLINE_FIELDS[j]}: {rows[i][j]!r} (expected a number)",

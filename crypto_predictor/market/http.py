@@ -107,6 +107,7 @@ class ProviderClient:
         self.session = session or build_session(config)
         self.timeout = (config.HTTP_CONNECT_TIMEOUT, config.HTTP_READ_TIMEOUT)
         self.deadline = float(config.HTTP_DEADLINE)
+        self.max_retry_after = float(config.HTTP_MAX_RETRY_AFTER)
         self.breaker = pybreaker.CircuitBreaker(fail_max=int(config.HTTP_BREAKER_FAILURES),
                                                 reset_timeout=float(config.HTTP_BREAKER_RESET_SECONDS),
                                                 exclude=[_answered], name=name,
@@ -156,7 +157,7 @@ class ProviderClient:
         except _RetryAfterTooLong as exc:
             raise MarketDataUnavailable(
                 f"{name}: asked us to wait {exc.seconds:g} s (Retry-After), more than the "
-                f"{self.session.get_adapter(url).max_retries.max_retry_after:g} s we wait: unavailable now",
+                f"{self.max_retry_after:g} s we wait: unavailable now",
                 provider=name, reason="rate limited", status=429, retry_after=exc.seconds) from None
         except _DeadlinePassed:
             raise self._late() from None
