@@ -8,11 +8,11 @@ and feature rows they key are kept until they change.
 Freshness. ``latest`` asks the store for the newest hourly candle time of every asset a
 request needs in ONE query and remembers each answer for ``ttl`` seconds
 (LATEST_TIME_TTL_SECONDS, default 1; 0 asks every time). A candle stored by another process
-(an ingest job, another worker's live refresh) is therefore seen at most ``ttl`` seconds
-late, and a response-cache key built from it (api/predict.py) can outlive that candle by
-the same bound. Candles this worker stores itself (its live refresh) are seen at once:
-``forget(asset)`` drops the memo, every window built from that asset and every feature row
-(any pair may use the asset as context; this happens hourly at most).
+(an ingest job, any worker's background live refresh) is therefore seen at most ``ttl``
+seconds late, and a response-cache key built from it (api/predict.py) can outlive that candle
+by the same bound. A caller that stored candles itself and needs them at once calls
+``forget(asset)``: it drops the memo, every window built from that asset and every feature row
+(any pair may use the asset as context).
 
 Invalidation of the derived data (windows, bars, and the service's feature rows). Each
 entry is keyed by the newest candle time of its asset (and of the context assets for

@@ -13,8 +13,8 @@ Data. Predictions use stored candles (the newest SERVING_ROWS bars), read throug
 ``data.ServingData``, which holds every memo of the worker: newest candle times from a short
 memo (LATEST_TIME_TTL_SECONDS), windows, bars, feature rows and model inputs kept per newest
 candle time, so an uncached prediction after the first one of a candle runs the models and
-the interval maths only; the invalidation rule (a new candle, this worker's own live refresh,
-and every FEATURE_CACHE_SECONDS for corrected older candles) is written down in data.py.
+the interval maths only; the invalidation rule (a new candle, and every FEATURE_CACHE_SECONDS
+for corrected older candles) is written down in data.py.
 A request never waits on a provider: with a live source, a background thread per worker
 (``live_refresh.LiveRefresher``, every LIVE_REFRESH_SECONDS, one worker at a time through a
 database lock) keeps the served assets' candles current, and requests read the store. Stored

@@ -73,7 +73,8 @@ class ModelCache:
         self._last_poll = -math.inf
         self._extra: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self._stamps: dict = {}  # version -> fingerprint of its files when loaded
+        self._stamps: dict = {}  # version -> fingerprint of its files when loaded (or last found good)
+        self._bad_stamps: dict = {}  # version -> fingerprint of its files when last found altered
         self._failed_stamp = None  # fingerprint of the refused version's files when it was refused
         self._polled_token = self._failed_token = None  # alias file hash now / when the failure happened
         self.integrity: dict = {}  # served version -> what is wrong with its files on disk now
@@ -131,8 +132,9 @@ class ModelCache:
         self._last_check = now
         for version in list(self.served.bundles):
             stamp = fingerprint(self.models_dir / version)
-            if stamp == self._stamps.get(version):
-                continue
+            if stamp == self._stamps.get(version) or stamp == self._bad_stamps.get(version):
+                continue  # unchanged since it was last found good (or bad): no need to re-hash
+            self._bad_stamps[version] = stamp
             try:
                 verify_bundle(self.models_dir / version)
             except (BundleIntegrityError, OSError) as exc:
@@ -143,6 +145,7 @@ class ModelCache:
                 self.integrity[version] = problem
                 continue
             self._stamps[version] = stamp  # touched, same content
+            self._bad_stamps.pop(version, None)
             self.integrity.pop(version, None)
 
     def _reload(self, token) -> bool:
