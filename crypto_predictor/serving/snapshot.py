@@ -36,6 +36,7 @@ CHECK_SECONDS = 10  # between two looks at the served bundles' files
 EXTRA_BUNDLES = 2  # explicitly requested versions kept loaded besides production/challenger
 
 
+_UNSEEN = object()  # a fingerprint no bundle has (a deleted bundle's is None)
 _ABSOLUTE_PATH = re.compile(r"(?:/[^/\s'\"():,]+)+/([^/\s'\"():,]+)")
 
 
@@ -132,7 +133,7 @@ class ModelCache:
         self._last_check = now
         for version in list(self.served.bundles):
             stamp = fingerprint(self.models_dir / version)
-            if stamp == self._stamps.get(version) or stamp == self._bad_stamps.get(version):
+            if stamp == self._stamps.get(version, _UNSEEN) or stamp == self._bad_stamps.get(version, _UNSEEN):
                 continue  # unchanged since it was last found good (or bad): no need to re-hash
             self._bad_stamps[version] = stamp
             try:
