@@ -80,6 +80,8 @@ def test_every_request_is_answered_from_the_store_while_the_provider_misbehaves(
             health = requests.get(f"{gunicorn.base}/api/health", timeout=ANSWER_WITHIN)
             assert health.status_code == 200
     slowest = max(r[0] for r in results)
+    print(f"provider faults: {len(results)} requests, slowest {slowest:.3f} s, "
+          f"{provider.count('/api/v3/klines')} provider calls met a fault")
     assert all(status == 200 and body["data"]["stale"] is True for _, status, body in results)
     assert slowest < ANSWER_WITHIN, f"slowest of {len(results)} requests took {slowest:.2f} s"
     assert provider.count("/api/v3/klines") >= 4  # the refreshers did meet every fault
