@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 
 from annotated_types import Ge, Le
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from crypto_predictor.api.errors import MalformedRequest, TooManySymbols, ValidationFailed
 from crypto_predictor.api.schemas import MAX_BATCH_SYMBOLS, MAX_NAME_LENGTH
@@ -64,8 +65,8 @@ def operation(**declaration):
 
 def json_object() -> dict:
     """The request body as a dict, whatever its Content-Type (some clients send JSON as text/plain);
-    bodies over MAX_CONTENT_LENGTH raise 413 while being read."""
-    raw = request.get_data(cache=True)
+    bodies over MAX_CONTENT_LENGTH raise 413 while being read, chunked ones (no Content-Length) too."""
+    raw = _chunked_body() if request.content_length is None else request.get_data(cache=True)
     if not raw.strip():
         raise MalformedRequest("request body must be a JSON object; it is empty")
     try:
@@ -75,6 +76,19 @@ def json_object() -> dict:
     if not isinstance(body, dict):
         raise MalformedRequest(f"request body must be a JSON object, got a JSON {json_type(body)}")
     return body
+
+
+def _chunked_body() -> bytes:
+    """A body without Content-Length. Werkzeug cuts such a stream at MAX_CONTENT_LENGTH without a
+    word (the JSON then looks malformed), so read one byte past the limit to tell "too large"."""
+    stream = request.environ.get("wsgi.input")
+    if stream is None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    raw = stream.read() if limit is None else stream.read(limit + 1)
+    if limit is not None and len(raw) > limit:
+        raise RequestEntityTooLarge(f"request body larger than {limit} bytes")
+    return raw
 
 
 def json_type(value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -160,6 +161,18 @@ def test_body_over_64_kib_is_413(client):
     body = '{"symbol": "bitcoin", "pad": "' + "x" * (64 * 1024) + '"}'
     assert_error(client.post("/api/v1/predict", data=body, content_type="application/json"), 413,
                  "payload_too_large")
+
+
+def _chunked(client, body: bytes):
+    """A body sent chunked, as Gunicorn hands it over: no Content-Length, the stream terminated."""
+    return client.post("/api/v1/predict", input_stream=io.BytesIO(body), content_type="application/json",
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_a_chunked_body_over_64_kib_is_413_not_malformed(client):
+    body = b'{"symbol": "bitcoin", "pad": "' + b"x" * (64 * 1024) + b'"}'
+    assert_error(_chunked(client, body), 413, "payload_too_large")
+    assert _chunked(client, b'{"symbol": "bitcoin"}').status_code == 200  # a small chunked body is read whole
 
 
 class _DownProvider:
