@@ -11,6 +11,11 @@ the directory is emptied at start-up and a dead worker's live series are dropped
 import os
 from pathlib import Path
 
+from crypto_predictor import gunicorn_errors
+
+# Requests Gunicorn itself refuses (414, 431, 400) are answered in the API's JSON error shape.
+gunicorn_errors.install()
+
 # One thread per library per worker: the workers already use every core, and OpenMP/TensorFlow
 # thread pools on top of them halved throughput in bench/bench_serving.py (116-151 -> 252 req/s
 # uncached once set). Must be set before any worker imports numpy, xgboost or TensorFlow.
