@@ -37,6 +37,8 @@ def _init_cache(app: Flask) -> None:
         cache_type = "RedisCache"
     else:
         cache_type = cfg.get("CACHE_TYPE") or "SimpleCache"
+    if cache_type == "SimpleCache":  # in-process: bounded by bytes too (api/memory_cache.py)
+        cache_type = "crypto_predictor.api.memory_cache.BoundedMemoryCache"
     options = {}
     if cache_type == "RedisCache":  # redis-py's own timeouts: a frozen server costs one timeout, not a hang
         timeout = float(cfg.get("CACHE_SOCKET_TIMEOUT", 0.15))
@@ -44,7 +46,8 @@ def _init_cache(app: Flask) -> None:
     cache.init_app(app, config={"CACHE_TYPE": cache_type, "CACHE_NO_NULL_WARNING": True,
                                 "CACHE_DEFAULT_TIMEOUT": int(cfg.get("CACHE_DEFAULT_TIMEOUT", 3600)),
                                 "CACHE_KEY_PREFIX": cfg.get("CACHE_KEY_PREFIX", "crypto_predictor:"),
-                                "CACHE_OPTIONS": options or None})
+                                "CACHE_OPTIONS": options or None,
+                                "CACHE_MAX_BYTES": int(cfg.get("CACHE_MAX_BYTES", 32 * 1024 * 1024))})
     app.extensions["cache_breaker"] = pybreaker.CircuitBreaker(
         fail_max=int(cfg.get("CACHE_BREAKER_FAILURES", 3)), reset_timeout=float(cfg.get("CACHE_BREAKER_RESET_SECONDS", 15)),
         name="cache", throw_new_error_on_trip=False)

@@ -104,7 +104,7 @@ def test_cache_clear_empties_the_in_process_cache(make_app):
 
     assert [cache_hit(), cache_hit()] == [False, True]
     data = client.post(CLEAR, headers=_auth()).get_json()["data"]
-    assert (data["cleared"], data["backend"], data["scope"]) == (True, "SimpleCache", "this worker only")
+    assert (data["cleared"], data["backend"], data["scope"]) == (True, "BoundedMemoryCache", "this worker only")
     assert cache_hit() is False
 
 
