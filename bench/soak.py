@@ -22,6 +22,7 @@ endpoint, job and deploy outcomes, which versions answered, and RSS per worker a
 at the end (growth target < 10%).
 
     .venv/bin/python -m bench.soak [--minutes 5] [--rate 40] [--quick] [--assets bitcoin,ethereum,litecoin]
+        [--in-process-cache] [--long-analysis]
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def fake_binance(data_dir: Path, assets):
 class Traffic:
     """Open-loop mixed requests at a fixed rate; records (elapsed, endpoint, status, ms, version)."""
 
-    def __init__(self, base: str, assets, rate: float, seconds: float):
+    def __init__(self, base: str, assets, rate: float, seconds: float, long_analysis: bool = False):
         self.base, self.assets, self.rate, self.seconds = base, list(assets), rate, seconds
+        self.long_analysis = long_analysis  # analysis of 1-365 days of hourly bars: answers up to ~2 MB
         self.records: list[tuple] = []
         self.errors: collections.Counter = collections.Counter()
         self._local = threading.local()
@@ -104,7 +106,8 @@ class Traffic:
         if r < 0.55:
             return "batch", "POST", "/api/v1/predict/batch", {"symbols": self.assets, "timeframe": "1h"}, client
         if r < 0.65:
-            return "analysis", "GET", f"/api/v1/analysis/{a}?days=30&interval=4h", None, client
+            query = (f"days={self.rng.randint(1, 365)}&interval=1h" if self.long_analysis else "days=30&interval=4h")
+            return "analysis", "GET", f"/api/v1/analysis/{a}?{query}", None, client
         if r < 0.75:
             return "history", "GET", f"/api/v1/predictions/{a}/history?limit=20", None, client
         if r < 0.82:
@@ -176,6 +179,10 @@ def main():
     parser.add_argument("--rate", type=float, default=40, help="requests per second")
     parser.add_argument("--refresh-every", type=float, default=20, help="seconds between refresh (+verify) runs")
     parser.add_argument("--deploy-every", type=float, default=60, help="seconds between production switches")
+    parser.add_argument("--in-process-cache", action="store_true",
+                        help="each worker's own response cache instead of Redis (what memory growth is about)")
+    parser.add_argument("--long-analysis", action="store_true",
+                        help="analysis requests ask for 1-365 days of hourly bars (large answers)")
     args = parser.parse_args()
     assets = args.assets.split(",")
 
@@ -190,7 +197,8 @@ def main():
         market = fake_binance(args.data_dir, assets)
         versions = prepare(url, models, args.data_dir, assets, args.days, args.quick)
         env = {"DATABASE_URL": url, "MODELS_DIR": str(models), "MARKET_DATA_SOURCE": "csv",
-               "MAX_DATA_AGE_HOURS": "0", "CACHE_REDIS_URL": redis.url, "RATELIMIT_STORAGE_URI": redis.url,
+               "MAX_DATA_AGE_HOURS": "0", "CACHE_REDIS_URL": "" if args.in_process_cache else redis.url,
+               "RATELIMIT_STORAGE_URI": redis.url,
                "RATELIMIT_DEFAULT": "100000000 per minute", "AB_CHALLENGER_SHARE": "0.2",
                "MODEL_POLL_SECONDS": "1", "LOG_LEVEL": "warning"}
         web = Gunicorn("flask_api:app", env, workdir / "logs", "soak")
@@ -199,7 +207,7 @@ def main():
                    "REFRESH_ASSETS": ",".join(assets)}
 
         seconds = args.minutes * 60
-        traffic = Traffic(web.base, assets, args.rate, seconds)
+        traffic = Traffic(web.base, assets, args.rate, seconds, args.long_analysis)
         stop = threading.Event()
         jobs, deploys, rss = [], [], collections.defaultdict(list)  # rss: pid -> [(elapsed, MB)]
         t0 = time.perf_counter()

@@ -48,6 +48,7 @@ class Config:
             env, "DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'instance' / 'crypto_predictor.db'}"
         )
         self.MODELS_DIR = _env(env, "MODELS_DIR", str(PROJECT_ROOT / "improved_models"))
+        self.DATABASE_STATEMENT_TIMEOUT_SECONDS = _float(env, "DATABASE_STATEMENT_TIMEOUT_SECONDS", 30)
         self.MARKET_DATA_SOURCE = _env(env, "MARKET_DATA_SOURCE", "binance").lower()
         if self.MARKET_DATA_SOURCE not in MARKET_SOURCES:
             raise ValueError(

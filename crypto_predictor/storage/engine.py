@@ -11,7 +11,11 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from crypto_predictor.config import Config
+
 DEFAULT_INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
+CONNECT_TIMEOUT_S = 5  # a database that does not accept the connection by then is down
+POOL_TIMEOUT_S = 10  # the longest wait for a free pooled connection
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -22,10 +26,18 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
-def make_engine(url: str):
+def make_engine(url: str, statement_timeout_s: float | None = None):
+    """``statement_timeout_s`` (default DATABASE_STATEMENT_TIMEOUT_SECONDS; 0: none) bounds every
+    PostgreSQL statement, so a stuck query ends in an error instead of holding a worker; SQLite
+    waits at most 10 s for a lock (busy_timeout)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, future=True)
+        if statement_timeout_s is None:
+            statement_timeout_s = Config().DATABASE_STATEMENT_TIMEOUT_SECONDS
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if parsed.get_backend_name() == "postgresql" and statement_timeout_s > 0:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
     if parsed.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see a different empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})

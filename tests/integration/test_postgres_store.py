@@ -8,14 +8,17 @@ writers on overlapping ranges, and loads identical to SQLite's for the same inpu
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
 from crypto_predictor.market.store import CandleStore
+from crypto_predictor.storage.engine import make_engine
 from tests.support.slices import write_frame, write_slice
 
 SINCE = "2021-09-01"
@@ -143,3 +146,17 @@ def test_loads_match_sqlite(pg_store, slice_dir, tmp_path):
         assert pg_store.latest_time(asset) == lite.latest_time(asset)
         assert pg_store.count(asset) == lite.count(asset) > 700
     assert pg_store.load("bitcoin", "1d").empty and lite.load("bitcoin", "1d").empty
+
+
+def test_a_statement_past_the_timeout_is_cancelled(postgres_url):
+    engine = make_engine(postgres_url, statement_timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="statement timeout"):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3
+        with engine.connect() as conn:  # the pool recovers: the next statement runs
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
