@@ -15,6 +15,7 @@ from crypto_predictor.symbols import INTERVALS_MS, check_interval, resolve
 
 MAX_LIMIT = 1000
 KLINE_FIELDS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades"]
+REQUIRED_FIELDS = KLINE_FIELDS[:7]
 
 
 def _check_ban(response):
@@ -90,7 +91,8 @@ class BinanceSource:
         """The klines' first 9 fields as numbers; a field that is not one makes the page unusable."""
         raw = pd.DataFrame([r[:9] for r in rows], columns=KLINE_FIELDS)
         frame = raw.apply(pd.to_numeric, errors="coerce")
-        bad = frame.isna().to_numpy()
+        # quote_volume and trades are optional (features never use them): missing or unreadable is NaN.
+        bad = frame.isna().to_numpy() & np.isin(KLINE_FIELDS, REQUIRED_FIELDS)[None, :]
         # Times must be finite; an infinite price is a number, rejected later by validation with a reason.
         bad[:, [0, 6]] |= ~np.isfinite(frame[["open_time", "close_time"]].to_numpy())
         if bad.any():

@@ -76,3 +76,10 @@ def test_klines_rewriting_stored_history_are_kept_apart(fake_market, source, sto
     # 12 rewritten rows and the next one's outlier flag (its previous close moved by 40%)
     assert report.updated == 13 and store.load("bitcoin")["close"].iloc[0] == pytest.approx(
         before["close"].iloc[0] * 0.6, rel=1e-6)
+
+
+def test_optional_fields_may_be_missing(fake_market, source, store, day):
+    day[2][7], day[4][8] = "nan", ""  # quote volume and trades: not used by any feature
+    serve(fake_market, day)
+    report = ingest_asset(source, store, "bitcoin", start=START)
+    assert report.inserted == 24 and report.rejected == {}
