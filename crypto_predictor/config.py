@@ -123,7 +123,7 @@ class Config:
         self.CACHE_TYPE = "RedisCache" if self.CACHE_REDIS_URL else "SimpleCache"
         self.CACHE_DEFAULT_TIMEOUT = _int(env, "CACHE_DEFAULT_TIMEOUT", 3600)
         self.CACHE_KEY_PREFIX = _env(env, "CACHE_KEY_PREFIX", "crypto_predictor:")
-        self.CACHE_MAX_BYTES = _int(env, "CACHE_MAX_BYTES", 32 * 1024 * 1024)  # in-process cache, per worker
+        self.CACHE_MAX_BYTES = _int(env, "CACHE_MAX_BYTES", 32 * 1024 * 1024)  # in-process cache, per worker (api/memory_cache.py)
         # A Redis that does not answer within this is skipped (a frozen one must not stall requests);
         # after CACHE_BREAKER_FAILURES failures in a row it is left alone for CACHE_BREAKER_RESET_SECONDS.
         self.CACHE_SOCKET_TIMEOUT = _float(env, "CACHE_SOCKET_TIMEOUT", 0.15)

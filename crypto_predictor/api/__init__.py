@@ -17,6 +17,7 @@ from crypto_predictor.api import info, openapi, predict
 from crypto_predictor.api.admin import bp as admin_bp
 from crypto_predictor.api.errors import register_error_handlers
 from crypto_predictor.api.extensions import cache, remote_address
+from crypto_predictor.api.memory_cache import DEFAULT_MAX_BYTES
 from crypto_predictor.api.health import bp as health_bp
 from crypto_predictor.api.observability import init_observability, metrics_bp
 from crypto_predictor.api.rate_limit import init_rate_limit
@@ -47,7 +48,7 @@ def _init_cache(app: Flask) -> None:
                                 "CACHE_DEFAULT_TIMEOUT": int(cfg.get("CACHE_DEFAULT_TIMEOUT", 3600)),
                                 "CACHE_KEY_PREFIX": cfg.get("CACHE_KEY_PREFIX", "crypto_predictor:"),
                                 "CACHE_OPTIONS": options or None,
-                                "CACHE_MAX_BYTES": int(cfg.get("CACHE_MAX_BYTES", 32 * 1024 * 1024))})
+                                "CACHE_MAX_BYTES": int(cfg.get("CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))})
     app.extensions["cache_breaker"] = pybreaker.CircuitBreaker(
         fail_max=int(cfg.get("CACHE_BREAKER_FAILURES", 3)), reset_timeout=float(cfg.get("CACHE_BREAKER_RESET_SECONDS", 15)),
         name="cache", throw_new_error_on_trip=False)
