@@ -253,7 +253,8 @@ def main():
 
     recs = traffic.records
     failed = [r for r in recs if r[2] != 200]
-    print(f"\nsoak: {args.minutes:g} min at {args.rate:g} req/s (open loop), 2 sync workers, PostgreSQL + Redis{' (response cache in-process)' if args.in_process_cache else ''}, "
+    cache_note = " (response cache in-process)" if args.in_process_cache else ""
+    print(f"\nsoak: {args.minutes:g} min at {args.rate:g} req/s (open loop), 2 sync workers, PostgreSQL + Redis{cache_note}, "
           f"assets {', '.join(assets)}, versions {', '.join(versions)}")
     print(f"  requests {len(recs)}, failed {len(failed)} "
           f"({dict(collections.Counter(r[2] for r in failed))}; connection errors {dict(traffic.errors)})")
