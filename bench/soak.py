@@ -254,8 +254,8 @@ def main():
     recs = traffic.records
     failed = [r for r in recs if r[2] != 200]
     cache_note = " (response cache in-process)" if args.in_process_cache else ""
-    print(f"\nsoak: {args.minutes:g} min at {args.rate:g} req/s (open loop), 2 sync workers, PostgreSQL + Redis{cache_note}, "
-          f"assets {', '.join(assets)}, versions {', '.join(versions)}")
+    print(f"\nsoak: {args.minutes:g} min at {args.rate:g} req/s (open loop), 2 sync workers, "
+          f"PostgreSQL + Redis{cache_note}, assets {', '.join(assets)}, versions {', '.join(versions)}")
     print(f"  requests {len(recs)}, failed {len(failed)} "
           f"({dict(collections.Counter(r[2] for r in failed))}; connection errors {dict(traffic.errors)})")
     print(f"  all: p50 {pct([r[3] for r in recs], .5):.1f} ms, p99 {pct([r[3] for r in recs], .99):.1f} ms, "
