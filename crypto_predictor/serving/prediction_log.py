@@ -159,6 +159,9 @@ class PredictionLogWriter:
             for marker in markers:
                 marker.set()
             if stop:
+                with self._lock:  # the last attempt failed too: these rows are lost, and counted
+                    self.dropped += len(self._waiting)
+                self._waiting = []
                 return
 
     def _write(self, rows: list[dict]) -> None:
