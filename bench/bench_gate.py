@@ -32,23 +32,9 @@ from crypto_predictor.training.global_models import calendar_edges, fit_global, 
 from crypto_predictor.training.scoring import DEFAULT_MEMBERS, TrainOptions, _ensemble_oos
 
 
-def _best(y, p, h) -> tuple[float, float, float]:
-    """(k minimising MAE on every h-th row, t of its gain over them, t over their newer half)."""
-    y, p = y[::h], p[::h]
-    errors = np.abs(y[:, None] - p[:, None] * skill_gate.GRID[None, :])
-    i = int(np.argmin(errors.mean(axis=0)))
-    gain = np.abs(y) - errors[:, i]
-    return float(skill_gate.GRID[i]), _gain_t(gain), _gain_t(gain[len(gain) // 2:])
-
-
-def _gain_t(g) -> float:
-    sd = g.std(ddof=1) if len(g) > 1 else 0.0
-    return float(g.mean() / (sd / np.sqrt(len(g)))) if sd > 0 else 0.0
-
-
 def _rules(y, p, pos, fold, h) -> dict:
     """k per candidate rule, from the walk-forward rows only; the first is the gate training uses."""
-    k, t, t_newer = _best(y, p, h)
+    k, t, t_newer = skill_gate.best_shrink(y, p, h)
     k3 = k if t >= 3 else 0.0
     out = {"served (t>=5, newer t>=3)": skill_gate.shrink_factor(y, p, h)[0], "t>=3 (until now)": k3,
            "t>=4": k if t >= 4 else 0.0, "t>=5": k if t >= 5 else 0.0,
@@ -57,11 +43,11 @@ def _rules(y, p, pos, fold, h) -> dict:
     served = np.zeros(len(p))
     for f in np.unique(fold):
         here, known = fold == f, (pos + h <= pos[fold == f].min()) & (fold != f)
-        if known.sum() > 60 * h:
-            kf, tf, _ = _best(y[known], p[known], h)
-            served[here] = (kf if tf >= 3 else 0.0) * p[here]
+        kf, tf, _ = skill_gate.best_shrink(y[known], p[known], h)
+        served[here] = (kf if tf >= 3 else 0.0) * p[here]
     later = fold > fold.min()
-    out["t>=3 + served record t>=2"] = k3 if _gain_t((np.abs(y) - np.abs(y - served))[later][::h]) >= 2 else 0.0
+    record = (np.abs(y) - np.abs(y - served))[later][::h]
+    out["t>=3 + served record t>=2"] = k3 if skill_gate.t_stat(record) >= 2 else 0.0
     out["t>=3 + gain in every fold"] = k3 if k3 and all(
         (np.abs(y[fold == f]) - np.abs(y[fold == f] - k3 * p[fold == f])).mean() > 0 for f in np.unique(fold)) else 0.0
     out["half of t>=3"] = k3 / 2

@@ -164,18 +164,15 @@ class ProviderClient:
         except requests.exceptions.RetryError as exc:
             raise MarketDataUnavailable(f"{name}: gave up after retries: {exc}", provider=name,
                                         reason=str(exc)) from exc
-        except requests.exceptions.ConnectionError as exc:
-            # Read timeouts that exhausted the retries surface as ConnectionError(MaxRetryError(ReadTimeoutError)).
-            inner = getattr(exc.args[0], "reason", None) if exc.args else None
-            if isinstance(inner, ReadTimeoutError):
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.ConnectionError):
+                # Read timeouts that exhausted the retries surface as ConnectionError(MaxRetryError(ReadTimeoutError)).
+                timed_out = isinstance(getattr(exc.args[0], "reason", None) if exc.args else None, ReadTimeoutError)
+            else:
+                timed_out = isinstance(exc, requests.exceptions.Timeout)
+            if timed_out:
                 raise MarketDataUnavailable(f"{name}: no answer within {self.timeout[1]:g} s (after retries)",
                                             provider=name, reason="timeout") from exc
-            raise MarketDataUnavailable(f"{name}: could not connect to {url}: {exc.__class__.__name__}",
-                                        provider=name, reason=str(exc)) from exc
-        except requests.exceptions.Timeout as exc:
-            raise MarketDataUnavailable(f"{name}: no answer within {self.timeout[1]:g} s (after retries)",
-                                        provider=name, reason="timeout") from exc
-        except requests.exceptions.RequestException as exc:
             raise MarketDataUnavailable(f"{name}: could not connect to {url}: {exc.__class__.__name__}",
                                         provider=name, reason=str(exc)) from exc
 

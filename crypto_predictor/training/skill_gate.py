@@ -34,6 +34,14 @@ def shrink_factor(y_true, y_pred, horizon: int) -> tuple[float, float]:
     ``y_true``/``y_pred``: realised and predicted log returns of out-of-sample rows in time
     order, on a regular grid; ``horizon``: rows each target spans.
     """
+    k, t, t_newer = best_shrink(y_true, y_pred, horizon)
+    return (k, t) if t >= T_MIN and t_newer >= T_RECENT else (0.0, t)
+
+
+def best_shrink(y_true, y_pred, horizon: int) -> tuple[float, float, float]:
+    """(k, t, t_newer) before any threshold: the grid value minimising MAE on every ``horizon``-th
+    row, the t statistic of its gain over naive there, and over the newer half of those rows;
+    (0, 0, 0) when naive is best or there are too few independent rows to tell."""
     y = np.asarray(y_true, dtype=float).reshape(-1)
     p = np.asarray(y_pred, dtype=float).reshape(-1)
     if len(y) != len(p):
@@ -43,19 +51,20 @@ def shrink_factor(y_true, y_pred, horizon: int) -> tuple[float, float]:
     step = max(int(horizon), 1)
     y, p = y[::step], p[::step]
     if len(y) < 2 * MIN_INDEPENDENT:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     # MAE of every k on the grid at once: rows x grid.
     errors = np.abs(y[:, None] - p[:, None] * GRID[None, :])
     best = int(np.argmin(errors.mean(axis=0)))
-    k = float(GRID[best])
-    if k == 0.0:
-        return 0.0, 0.0
+    if GRID[best] == 0.0:
+        return 0.0, 0.0, 0.0
     gain = np.abs(y) - errors[:, best]
-    t = _t_stat(gain)
-    return (k, t) if t >= T_MIN and _t_stat(gain[len(gain) // 2:]) >= T_RECENT else (0.0, t)
+    return float(GRID[best]), t_stat(gain), t_stat(gain[len(gain) // 2:])
 
 
-def _t_stat(gain: np.ndarray) -> float:
+def t_stat(gain: np.ndarray) -> float:
+    """One-sample t statistic of the mean gain (0 when it cannot be computed)."""
+    if len(gain) < 2:
+        return 0.0
     sd = gain.std(ddof=1)
     return float(gain.mean() / (sd / np.sqrt(len(gain)))) if sd > 0 else 0.0
 

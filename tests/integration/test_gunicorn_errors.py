@@ -7,10 +7,8 @@ import socket
 
 import pytest
 
-from crypto_predictor.registry.aliases import set_alias
-from crypto_predictor.training.pipeline import TrainOptions, train_run
+from tests.support.bundles import quick_production
 from tests.support.gunicorn import GunicornServer
-from tests.support.slices import fill_store
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +17,8 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("gunicorn_errors")
     url = f"sqlite:///{root / 'store.db'}"
-    fill_store(url, data_dir, ("bitcoin", "ethereum"), last_days=30)
     models = root / "models"
-    set_alias(models, "production", train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=("linear",), quick=True),
-                                              models, n_jobs=1)[0])
+    quick_production(url, models, data_dir, last_days=30)
     gunicorn = GunicornServer(root, dict(WEB_CONCURRENCY="1", DATABASE_URL=url, MODELS_DIR=str(models),
                                          MARKET_DATA_SOURCE="csv", RATELIMIT_ENABLED="0", LOG_LEVEL="warning"))
     gunicorn.start()

@@ -18,11 +18,9 @@ import pytest
 import requests
 
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.registry.aliases import set_alias
-from crypto_predictor.training.pipeline import TrainOptions, train_run
+from tests.support.bundles import quick_production
 from tests.support.fake_market import FakeMarket
 from tests.support.gunicorn import GunicornServer, tail
-from tests.support.slices import fill_store
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +45,8 @@ def provider(btc_candles):
 def server(tmp_path_factory, data_dir, provider):
     root = tmp_path_factory.mktemp("provider_faults")
     url = f"sqlite:///{root / 'store.db'}"
-    fill_store(url, data_dir, ("bitcoin", "ethereum"), last_days=60)
     models = root / "models"
-    version = train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=("linear",), quick=True), models, n_jobs=1)[0]
-    set_alias(models, "production", version)
+    quick_production(url, models, data_dir)
     gunicorn = GunicornServer(root, dict(
         WEB_CONCURRENCY="2", GUNICORN_THREADS="1", DATABASE_URL=url, MODELS_DIR=str(models),
         MARKET_DATA_SOURCE="binance", BINANCE_BASE_URL=provider.url, LIVE_REFRESH_SECONDS="0.5",

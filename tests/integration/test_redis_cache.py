@@ -21,10 +21,8 @@ import requests
 from sqlalchemy import create_engine
 
 from crypto_predictor.serving.live_metrics import count
-from crypto_predictor.registry.aliases import set_alias
-from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.support.gunicorn import GunicornServer, worker_of
-from tests.support.slices import fill_store
+from tests.support.bundles import quick_production
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +34,8 @@ PREFIX = "crypto_predictor:"  # the app's CACHE_KEY_PREFIX
 def served(tmp_path_factory, data_dir, postgres_server, redis_server):
     root = tmp_path_factory.mktemp("redis_cache")
     url = postgres_server.create_database("serve")
-    fill_store(url, data_dir, ("bitcoin", "ethereum"), last_days=60)  # ethereum: bitcoin's context asset
     models = root / "models"
-    version, _ = train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=("linear",), quick=True, seed=1), models,
-                           n_jobs=1)
-    set_alias(models, "production", version)
+    quick_production(url, models, data_dir, seed=1)
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     gunicorn = GunicornServer(root, dict(

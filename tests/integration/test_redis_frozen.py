@@ -18,12 +18,10 @@ import pytest
 import redis
 import requests
 
-from crypto_predictor.registry.aliases import set_alias
-from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.conftest import _server
 from tests.support import servers
+from tests.support.bundles import quick_production
 from tests.support.gunicorn import GunicornServer, tail
-from tests.support.slices import fill_store
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +35,8 @@ def served(tmp_path_factory, data_dir):
     own_redis = _server(servers.RedisServer)  # this test stops it: not the session's
     root = tmp_path_factory.mktemp("redis_frozen")
     url = f"sqlite:///{root / 'store.db'}"
-    fill_store(url, data_dir, ("bitcoin", "ethereum"), last_days=60)
     models = root / "models"
-    version = train_run(url, ["bitcoin"], ["1h"], TrainOptions(kinds=("linear",), quick=True), models, n_jobs=1)[0]
-    set_alias(models, "production", version)
+    quick_production(url, models, data_dir)
     gunicorn = GunicornServer(root, dict(
         WEB_CONCURRENCY="2", GUNICORN_THREADS="1", DATABASE_URL=url, MODELS_DIR=str(models),
         MARKET_DATA_SOURCE="csv", RATELIMIT_ENABLED="0", CACHE_ENABLED="1", CACHE_REDIS_URL=own_redis.url,
