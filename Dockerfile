@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# The API image: Gunicorn (settings in gunicorn.conf.py) serving flask_api:app as a non-root user.
+# The API image: nginx (deploy/nginx.conf) in front of Gunicorn (gunicorn.conf.py) serving
+# flask_api:app, both as a non-root user (deploy/start.sh). nginx holds slow clients, which would
+# otherwise tie up the sync workers (bench/bench_slow_clients.py).
 #
 #   docker build -t crypto-predictor .
 #   docker run -p 8000:8000 -e DATABASE_URL=postgresql+psycopg://... \
@@ -26,11 +28,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Every dependency is pinned (requirements.txt); the wheels bundle their native libraries.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt \
+RUN apt-get update && apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir -r requirements.txt \
     && useradd --create-home --uid 10001 --user-group app
 
 # The code and entry points only, named one by one: no tests, data, database or bundles by accident.
 COPY --chown=10001:10001 crypto_predictor/ crypto_predictor/
+COPY --chown=10001:10001 deploy/ deploy/
 COPY --chown=10001:10001 flask_api.py gunicorn.conf.py train_model.py evaluate_model.py deploy_model.py ./
 COPY --from=models --chown=10001:10001 /bundles/ /app/improved_models/
 # The default SQLite store and the model store must be writable by the app user.
@@ -41,4 +46,4 @@ EXPOSE 8000
 # Readiness as /api/health reports it: 503 (no model loaded, store down, data too old) is unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/health' % os.environ.get('PORT', '8000'), timeout=4)"]
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "flask_api:app"]
+CMD ["deploy/start.sh"]

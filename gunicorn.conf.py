@@ -22,10 +22,13 @@ gunicorn_errors.install()
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_name, "1")
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# Behind nginx (deploy/start.sh) Gunicorn listens on a unix socket: GUNICORN_BIND=unix:PATH.
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-worker_class = "gthread" if threads > 1 else "sync"
+# A sync worker reads each request itself: slow clients must be held by a buffering proxy in
+# front (deploy/nginx.conf; bench/bench_slow_clients.py compares the worker classes).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or ("gthread" if threads > 1 else "sync")
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))

@@ -24,6 +24,7 @@ is raised so the benchmark is not throttled. On a 2-core machine wrk shares the 
 workers; ratios to (d) are the comparable figures.
 
     .venv/bin/python -m bench.bench_serving [--seconds 15] [--days 120] [--quick] [--workdir DIR]
+    .venv/bin/python -m bench.bench_serving --rounds 5 --connections 32 --seconds 8 [--redis URL] [--nginx]
 """
 
 from __future__ import annotations
@@ -96,17 +97,18 @@ def batch_body(assets) -> dict:
 class Gunicorn:
     """One Gunicorn instance on 127.0.0.1 with the repository's gunicorn.conf.py."""
 
-    def __init__(self, app: str, env: dict, logdir: Path, name: str, access_log: bool = False):
+    def __init__(self, app: str, env: dict, logdir: Path, name: str, access_log: bool = False,
+                 bind: str | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.access = logdir / f"{name}.access.log" if access_log else None
         if self.access is not None:
             self.access.unlink(missing_ok=True)  # a kept --workdir holds the previous run's log
-        env = dict(os.environ, PORT=str(self.port), WEB_CONCURRENCY="2", GUNICORN_THREADS="1", **env)
+        env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "1", **env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.pop("GUNICORN_ACCESSLOG", None)
         cmd = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py",
-               "--bind", f"127.0.0.1:{self.port}"]
+               "--bind", bind or f"127.0.0.1:{self.port}"]
         if self.access is not None:  # pid and status of every request: which worker answered
             cmd += ["--access-logfile", str(self.access), "--access-logformat", "%(p)s %(s)s %(U)s"]
         self.out = open(logdir / f"{name}.out", "wb")
@@ -192,10 +194,10 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk(url: str, body: dict, seconds: float, connections: int, scripts: Path) -> dict:
+def wrk(url: str, body: dict, seconds: float, connections: int, scripts: Path, threads: int = 1) -> dict:
     script = scripts / f"body{abs(hash(json.dumps(body)))}.lua"
     script.write_text(LUA.format(body=json.dumps(body)))
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency",
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency",
            "-s", str(script), url]
     text = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", text, re.M))
@@ -221,6 +223,57 @@ def check(base: str, path: str, body: dict, cached: bool | None) -> str:
             assert cached is None or data["metadata"]["cache_hit"] is cached, data["metadata"]
             note = f"version {data['data']['model_version']}, cache_hit={data['metadata']['cache_hit']}"
     return note
+
+
+def cached_rounds(env: dict, logdir: Path, rounds: int, seconds: float, connections: int, nginx: bool) -> None:
+    """Cached /predict against the bare endpoint, both up at once, in alternating wrk -t2 rounds:
+    on a shared machine the ratio of neighbouring runs is the comparable figure. ``nginx``: each
+    behind its own deploy/nginx.conf, Gunicorn on a unix socket, as deploy/start.sh runs them."""
+    from tests.support.nginx import NginxProxy
+
+    servers, proxies, bases = {}, [], {}
+    try:
+        apps = (("bare", "bench.bare_app:app", {}), ("cached", "flask_api:app", {"CACHE_ENABLED": "1"}))
+        for name, app, extra in apps:
+            sock = logdir / f"rounds-{name}.sock"
+            servers[name] = Gunicorn(app, dict(env, **extra), logdir, f"rounds-{name}",
+                                     bind=f"unix:{sock}" if nginx else None)
+            bases[name] = servers[name].base
+            if nginx:
+                proxies.append(NginxProxy(logdir / f"nginx-{name}", f"unix:{sock}").start())
+                bases[name] = proxies[-1].base
+        for name, base in bases.items():
+            wait_ok(base)
+            wrk(base + "/api/v1/predict", PREDICT, 3, connections, logdir, threads=2)
+        print(f"cached: {check(bases['cached'], '/api/v1/predict', PREDICT, True)}"
+              + ("; both behind nginx" if nginx else "; clients connect to Gunicorn"))
+        ratios = []
+        for i in range(rounds):
+            got = {name: wrk(base + "/api/v1/predict", PREDICT, seconds, connections, logdir, threads=2)
+                   for name, base in bases.items()}
+            ratios.append(got["cached"]["rps"] / got["bare"]["rps"])
+            print(f"  round {i + 1}: bare {got['bare']['rps']:7.0f} req/s (p99 {got['bare']['p99']:.1f} ms), "
+                  f"cached {got['cached']['rps']:7.0f} req/s (p99 {got['cached']['p99']:.1f} ms): "
+                  f"x bare {ratios[-1]:.3f}")
+        print(f"cached / bare, wrk -t2 -c{connections}, {rounds} rounds of {seconds:g} s: "
+              f"median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for g in servers.values():
+            g.stop()
+
+
+def wait_ok(base: str, timeout: float = 120) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            if requests.get(base + "/api/health", timeout=10).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{base}/api/health never answered 200")
 
 
 # ---------------------------------------------------------------- in-process
@@ -283,6 +336,10 @@ def main():
                         help="untimed wrk run before each scenario, repeated (5 at most) until its p99 < 1 s")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--calls", type=int, default=300, help="timed in-process predictions")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="only compare cached /predict with the bare endpoint in N alternating wrk -t2 rounds")
+    parser.add_argument("--redis", help="with --rounds: cache in this Redis (CACHE_REDIS_URL), as in production")
+    parser.add_argument("--nginx", action="store_true", help="with --rounds: behind deploy/nginx.conf, as deployed")
     parser.add_argument("--workdir", type=Path, help="keep store and bundle here (reused when present)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for every Gunicorn instance (e.g. OMP_NUM_THREADS=1); repeatable")
@@ -300,6 +357,10 @@ def main():
         env = {"DATABASE_URL": url, "MODELS_DIR": str(models), "MARKET_DATA_SOURCE": "csv",
                "RATELIMIT_DEFAULT": "100000000 per minute", "LOG_LEVEL": "info"}
         env.update(item.split("=", 1) for item in args.env)
+        if args.rounds:
+            if args.redis:
+                env["CACHE_REDIS_URL"] = args.redis
+            return cached_rounds(env, logdir, args.rounds, args.seconds, args.connections, args.nginx)
         batch = batch_body(args.assets.split(","))
         ready = cold_start(dict(env, CACHE_ENABLED="1"), logdir)
         results, pss = {}, {}

@@ -129,6 +129,9 @@ class Config:
         self.CACHE_SOCKET_TIMEOUT = _float(env, "CACHE_SOCKET_TIMEOUT", 0.15)
         self.CACHE_BREAKER_FAILURES = _int(env, "CACHE_BREAKER_FAILURES", 3)
         self.CACHE_BREAKER_RESET_SECONDS = _float(env, "CACHE_BREAKER_RESET_SECONDS", 15.0)
+        # Each worker keeps prediction hits for this long in front of the cache (api/near_cache.py); 0: off.
+        self.NEAR_CACHE_SECONDS = _float(env, "NEAR_CACHE_SECONDS", 5.0)
+        self.NEAR_CACHE_ENTRIES = _int(env, "NEAR_CACHE_ENTRIES", 4096)
 
     def _http(self, env) -> None:
         """Provider calls (``market.http``)."""

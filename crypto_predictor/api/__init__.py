@@ -21,6 +21,7 @@ from crypto_predictor.api.memory_cache import DEFAULT_MAX_BYTES
 from crypto_predictor.api.health import bp as health_bp
 from crypto_predictor.api.observability import init_observability, metrics_bp
 from crypto_predictor.api.rate_limit import init_rate_limit
+from crypto_predictor.api.near_cache import NearCache
 from crypto_predictor.api.runtime import ServiceHolder
 from crypto_predictor.api.security import init_security
 from crypto_predictor.config import Config
@@ -52,6 +53,9 @@ def _init_cache(app: Flask) -> None:
     app.extensions["cache_breaker"] = pybreaker.CircuitBreaker(
         fail_max=int(cfg.get("CACHE_BREAKER_FAILURES", 3)), reset_timeout=float(cfg.get("CACHE_BREAKER_RESET_SECONDS", 15)),
         name="cache", throw_new_error_on_trip=False)
+    near_seconds = float(cfg.get("NEAR_CACHE_SECONDS", 5))
+    if cache_type != "NullCache" and near_seconds > 0:
+        app.extensions["near_cache"] = NearCache(near_seconds, int(cfg.get("NEAR_CACHE_ENTRIES", 4096)))
 
 
 def create_app(config: Config | None = None, service=None) -> Flask:

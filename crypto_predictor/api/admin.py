@@ -23,7 +23,7 @@ from crypto_predictor.api.auth import bearer_matches, presented_bearer, unauthor
 from crypto_predictor.api.errors import error_response
 from crypto_predictor.api.extensions import cache
 from crypto_predictor.api.operations import operation
-from crypto_predictor.api.runtime import get_service
+from crypto_predictor.api.runtime import cache_clear_near, get_service
 from crypto_predictor.api.schemas import Generic
 
 bp = Blueprint("admin", __name__)
@@ -84,12 +84,14 @@ def reload_models():
 
 @bp.post("/cache/clear")
 @_admin("Clear the response cache",
-        "With Redis (CACHE_REDIS_URL) the shared cache of every worker and instance; otherwise only the answering "
-        "worker's in-process cache. data: cleared, backend, scope.",
+        "With Redis (CACHE_REDIS_URL) the shared cache of every worker and instance (their near copies of predictions "
+        "expire within NEAR_CACHE_SECONDS); otherwise only the answering "
+        "worker's in-process cache. data: cleared, backend, scope, near_cache_seconds.",
         {503: "The cache backend could not be reached (cache_unavailable)"})
 def clear_cache():
     backend = type(cache.cache).__name__
     try:
+        cache_clear_near()  # this worker's copy; the others' expire within NEAR_CACHE_SECONDS
         cleared = bool(cache.clear())
     except Exception as exc:  # Redis down: say so rather than pretend
         log.warning("admin: cache clear failed: %s", exc.__class__.__name__)
@@ -97,7 +99,8 @@ def clear_cache():
                               {"Retry-After": 5})
     scope = "every worker and instance" if backend == "RedisCache" else "this worker only"
     log.info("admin: cache cleared (%s, %s)", backend, scope)
-    return _ok({"cleared": cleared, "backend": backend, "scope": scope})
+    return _ok({"cleared": cleared, "backend": backend, "scope": scope,
+                "near_cache_seconds": float(current_app.config.get("NEAR_CACHE_SECONDS", 0))})
 
 
 @bp.get("/request-info")

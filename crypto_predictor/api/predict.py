@@ -15,6 +15,7 @@ apart from the plain dicts older builds stored in a shared Redis.
 
 from __future__ import annotations
 
+import json
 import time
 
 from flask import Blueprint, current_app, jsonify
@@ -60,14 +61,14 @@ def _slot(token: tuple) -> tuple[str, str]:
 def _lookup(token: tuple, endpoint: str):
     """(cache slot, cached entry or None) for a ``service.cache_token``; call it with caching on."""
     slot = _slot(token)
-    entry = cache_get(slot[0])
+    entry = cache_get(slot[0], near=True)
     labelled(CACHE_LOOKUPS, endpoint, "miss" if entry is None else "hit").inc()
     return slot, entry
 
 
 def _store(slot, entry: tuple, timeframe: str) -> None:
     if slot is not None and str(entry[_VERSION]) == slot[1]:
-        cache_set(slot[0], entry, timeframe)
+        cache_set(slot[0], entry, timeframe, near=True)
 
 
 BODY_ERRORS = {400: "Body is not a JSON object (malformed_request), or unknown timeframe (lists the valid ones)",
@@ -99,9 +100,10 @@ def predict(body: PredictRequest):
     note(symbol=entry[_SYMBOL], version=entry[_VERSION], cache_hit=hit)
     metadata = {"processing_time": round(time.perf_counter() - started, 6), "cache_hit": hit,
                 "model_accuracy": entry[_ACCURACY]}
-    # What jsonify({"status", "data", "metadata"}) would send, with "data" encoded once per cache entry.
-    body = b"".join((b'{"status":"success","data":', entry[_JSON], b',"metadata":', _to_json(metadata),
-                     b"}\n"))
+    # What jsonify({"status", "data", "metadata"}) would send, with "data" encoded once per cache entry
+    # (metadata holds numbers, booleans and None only: the standard encoder writes them the same).
+    body = b"".join((b'{"status":"success","data":', entry[_JSON], b',"metadata":',
+                     json.dumps(metadata, separators=(",", ":")).encode(), b"}\n"))
     return current_app.response_class(body, mimetype="application/json")
 
 
@@ -125,7 +127,7 @@ def predict_batch(body: BatchRequest):
         asked = [i for i, t in enumerate(tokens) if isinstance(t, tuple)]  # else an error reported below
         for i in asked:
             slots[i] = _slot(tokens[i])
-        found = dict(zip(asked, cache_get_many([slots[i][0] for i in asked])))
+        found = dict(zip(asked, cache_get_many([slots[i][0] for i in asked], near=True)))
         for i in asked:
             labelled(CACHE_LOOKUPS, "batch", "miss" if found[i] is None else "hit").inc()
     for i, symbol in enumerate(body.symbols):

@@ -78,25 +78,55 @@ def _guarded(what: str, call, *args, default=None):
         return default
 
 
-def cache_get(key: str):
-    """The cached value, or None on a miss or when the cache backend is down (serve uncached)."""
+def _near(near: bool):
+    """This worker's near cache (api/near_cache.py) when the caller's keys allow one, else None."""
+    return current_app.extensions.get("near_cache") if near else None
+
+
+def cache_get(key: str, near: bool = False):
+    """The cached value, or None on a miss or when the cache backend is down (serve uncached).
+
+    ``near``: the key names everything its value depends on, so this worker's copy may answer."""
     if not cache_enabled():
         return None
-    return _guarded("read", cache.get, key)
+    local = _near(near)
+    value = local.get(key) if local is not None else None
+    if value is None:
+        value = _guarded("read", cache.get, key)
+        if local is not None:
+            local.set(key, value)
+    return value
 
 
-def cache_get_many(keys: list[str]) -> list:
+def cache_get_many(keys: list[str], near: bool = False) -> list:
     """Cached values of ``keys`` in one round trip (Redis MGET), None for each miss."""
     if not cache_enabled() or not keys:
         return [None] * len(keys)
-    found = _guarded("read", cache.get_many, *keys)
-    return list(found) if found is not None else [None] * len(keys)
+    local = _near(near)
+    values = [local.get(k) for k in keys] if local is not None else [None] * len(keys)
+    asked = [i for i, v in enumerate(values) if v is None]
+    if asked:
+        found = _guarded("read", cache.get_many, *[keys[i] for i in asked])
+        for i, value in zip(asked, found if found is not None else [None] * len(asked)):
+            values[i] = value
+            if local is not None:
+                local.set(keys[i], value)
+    return values
 
 
-def cache_set(key: str, value, timeframe: str | None = None) -> None:
+def cache_set(key: str, value, timeframe: str | None = None, near: bool = False) -> None:
     if not cache_enabled():
         return
     timeout = int(current_app.config.get("CACHE_DEFAULT_TIMEOUT", 3600))
     if timeframe in BAR_SECONDS:
         timeout = min(timeout, BAR_SECONDS[timeframe])
-    _guarded("write", cache.set, key, value, timeout)
+    stored = _guarded("write", cache.set, key, value, timeout)
+    local = _near(near)
+    if stored and local is not None:  # a near copy mirrors the shared cache, never more
+        local.set(key, value, timeout)
+
+
+def cache_clear_near() -> None:
+    local = current_app.extensions.get("near_cache")
+    if local is not None:
+        local.clear()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import functools
 import math
 import time
 from collections import namedtuple
@@ -52,6 +53,8 @@ from crypto_predictor.timeutil import iso
 log = logging.getLogger(__name__)
 
 HOUR = pd.Timedelta(hours=1)
+# The newest candle times of the served assets, formatted once each (a cache token is built per request).
+_token_time = functools.lru_cache(maxsize=4096)(iso)
 FLAT_BAND = 1e-4  # |predicted change| below 0.01 % is called "flat"
 
 Fresh = namedtuple("Fresh", "latest stale")
@@ -293,7 +296,7 @@ class PredictionService:
                 assets.append(exc)
         # memoised: see serving_data.py for the bound
         latest = self.data.latest(dict.fromkeys(a for a in assets if isinstance(a, str)))
-        return [a if isinstance(a, Exception) else (a, timeframe, version, iso(latest[a])) for a in assets]
+        return [a if isinstance(a, Exception) else (a, timeframe, version, _token_time(latest[a])) for a in assets]
 
     # ---------------------------------------------------------------- introspection
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -110,8 +111,9 @@ def test_cache_clear_empties_the_in_process_cache(make_app):
 
 def test_cache_clear_on_redis_reaches_every_worker(make_app, redis_url):
     # Two apps on one Redis stand for two Gunicorn workers (or instances).
-    first = make_app(ADMIN_TOKEN=TOKEN, CACHE_REDIS_URL=redis_url).test_client()
-    second = make_app(ADMIN_TOKEN=TOKEN, CACHE_REDIS_URL=redis_url).test_client()
+    near = 0.5
+    first = make_app(ADMIN_TOKEN=TOKEN, CACHE_REDIS_URL=redis_url, NEAR_CACHE_SECONDS=near).test_client()
+    second = make_app(ADMIN_TOKEN=TOKEN, CACHE_REDIS_URL=redis_url, NEAR_CACHE_SECONDS=near).test_client()
 
     def cache_hit(client):
         return client.post("/api/v1/predict", json={"symbol": "bitcoin"}).get_json()["metadata"]["cache_hit"]
@@ -119,6 +121,12 @@ def test_cache_clear_on_redis_reaches_every_worker(make_app, redis_url):
     assert [cache_hit(first), cache_hit(second)] == [False, True]
     data = first.post(CLEAR, headers=_auth()).get_json()["data"]
     assert (data["cleared"], data["backend"], data["scope"]) == (True, "RedisCache", "every worker and instance")
+    assert data["near_cache_seconds"] == near
+    assert cache_hit(first) is False  # the answering worker dropped its near copy at once
+    time.sleep(near + 0.1)  # the other worker's copy expires within NEAR_CACHE_SECONDS
+    assert cache_hit(second) is True  # ...and it finds what the first stored since
+    first.post(CLEAR, headers=_auth())
+    time.sleep(near + 0.1)
     assert cache_hit(second) is False
 
 

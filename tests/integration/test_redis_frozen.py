@@ -40,7 +40,8 @@ def served(tmp_path_factory, data_dir):
     gunicorn = GunicornServer(root, dict(
         WEB_CONCURRENCY="2", GUNICORN_THREADS="1", DATABASE_URL=url, MODELS_DIR=str(models),
         MARKET_DATA_SOURCE="csv", RATELIMIT_ENABLED="0", CACHE_ENABLED="1", CACHE_REDIS_URL=own_redis.url,
-        CACHE_BREAKER_RESET_SECONDS=str(BREAKER_RESET), PREDICTION_LOG="0", LOG_LEVEL="warning"))
+        CACHE_BREAKER_RESET_SECONDS=str(BREAKER_RESET), PREDICTION_LOG="0", LOG_LEVEL="warning",
+        NEAR_CACHE_SECONDS="0"))  # every call goes to Redis: the worst case (near copies would answer hits)
     try:
         gunicorn.start()
         yield gunicorn, own_redis

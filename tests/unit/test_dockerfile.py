@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-START = ["gunicorn", "--config", "gunicorn.conf.py", "flask_api:app"]
+START = ["deploy/start.sh"]
 
 
 def instructions(path=ROOT / "Dockerfile") -> list[tuple[str, str]]:
@@ -68,9 +68,14 @@ def test_runs_as_a_numeric_non_root_user_before_the_start_command():
     assert any(k == "RUN" and f"--uid {user}" in a for k, a in stage)
 
 
-def test_starts_gunicorn_with_its_config_file():
+def test_starts_nginx_in_front_of_gunicorn_with_its_config_file():
     cmd = json.loads(dict(final_stage())["CMD"])
     assert cmd == START
+    script = (ROOT / "deploy" / "start.sh").read_text()
+    assert "gunicorn --config gunicorn.conf.py --bind \"unix:$socket\" flask_api:app" in script
+    assert 'nginx -e stderr -p "$run_dir" -c "$run_dir/nginx.conf"' in script
+    assert (ROOT / "deploy" / "start.sh").stat().st_mode & 0o111  # executable in the image too
+    assert any(k == "RUN" and "apt-get install" in a and " nginx" in a for k, a in final_stage())
     assert (ROOT / "gunicorn.conf.py").is_file() and (ROOT / "flask_api.py").is_file()
 
 
