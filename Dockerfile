@@ -43,7 +43,9 @@ RUN mkdir -p instance improved_models && chown 10001:10001 instance improved_mod
 
 USER 10001:10001
 EXPOSE 8000
-# Readiness as /api/health reports it: 503 (no model loaded, store down, data too old) is unhealthy.
+# Liveness (/api/health/live), through nginx: unhealthy only when the container cannot answer at all
+# (a restart may help). Not ready (no model, store down, data too old) is /api/health's to say, for
+# whatever routes traffic; restarting would not fix those.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/health' % os.environ.get('PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/health/live' % os.environ.get('PORT', '8000'), timeout=4)"]
 CMD ["deploy/start.sh"]

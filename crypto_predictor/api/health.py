@@ -1,20 +1,27 @@
-"""GET /api/health: readiness as the service sees it (model loaded, store reachable, data age).
+"""GET /api/health: readiness as the service sees it (model loaded, store reachable, data age);
+GET /api/health/live: liveness, the process answers at all.
 
-200 when every check passes, else 503. The 503 body is the usual error shape plus the
-same ``model_version`` and ``checks`` a 200 carries, so a probe and a person both see why.
+Readiness is 200 when every check passes, else 503. The 503 body is the usual error shape plus
+the same ``model_version`` and ``checks`` a 200 carries, so a probe and a person both see why.
+Liveness touches neither the models nor the store: a worker that cannot serve yet (no model, the
+database down, data too old) is still alive, and restarting it would not help. Probes that
+restart a process use liveness; probes that route traffic or gate a deploy use readiness.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 from flask import Blueprint, current_app, jsonify
 
 from crypto_predictor.api.operations import operation
-from crypto_predictor.api.schemas import Health
+from crypto_predictor.api.schemas import Health, Liveness
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("crypto_predictor.api")
+_STARTED = time.monotonic()  # module import: close enough to the worker's start
 
 
 def _report() -> dict:
@@ -46,3 +53,11 @@ def health():
     report["error"] = {"code": "unavailable",
                        "message": f"not ready; failing checks: {', '.join(failing) or 'unknown'}"}
     return jsonify(report), 503
+
+
+@bp.get("/health/live")
+@operation(summary="Liveness: the process answers", tags=("ops",), response=Liveness,
+           description="Always 200 while the worker can answer HTTP; it checks no model, store or data (that is "
+                       "/api/health, readiness).", common_errors=())
+def live():
+    return jsonify({"status": "ok", "pid": os.getpid(), "uptime_seconds": round(time.monotonic() - _STARTED, 1)})

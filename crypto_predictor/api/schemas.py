@@ -286,6 +286,12 @@ class Generic(BaseModel):
     metadata: Optional[dict[str, Any]] = None
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+    pid: int
+    uptime_seconds: float
+
+
 class Health(BaseModel):
     status: Literal["ok", "error"]
     ok: bool

@@ -1,4 +1,5 @@
-"""GET /api/health: 200 with the served version and checks; 503 (error shape + checks) when not ready."""
+"""GET /api/health: 200 with the served version and checks; 503 (error shape + checks) when not ready.
+GET /api/health/live: 200 whenever the process answers, ready or not."""
 
 import pytest
 
@@ -40,6 +41,26 @@ def test_503_when_the_store_is_unreachable(make_app, tmp_path):
     assert response.get_json()["checks"]["database"]["ok"] is False
     error = assert_error(client.get("/api/v1/analysis/bitcoin"), 503, "store_unavailable")
     assert "Traceback" not in error["message"]
+
+
+def test_live_answers_while_not_ready(make_app, tmp_path):
+    """Not ready (no model, store unreachable) is still alive: liveness must not get it restarted."""
+    for client in (make_app(MODELS_DIR=str(tmp_path / "empty")).test_client(),
+                   make_app(DATABASE_URL=f"sqlite:///{tmp_path}").test_client()):
+        assert client.get("/api/health").status_code == 503
+        response = client.get("/api/health/live")
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["status"] == "ok" and body["pid"] > 0 and body["uptime_seconds"] >= 0
+
+
+def test_live_does_not_start_the_service(make_app):
+    """A worker still loading (or failing to load) its bundle answers liveness without waiting on it."""
+    app = make_app()
+    holder = app.extensions["prediction_service"]
+    assert not holder.started
+    assert app.test_client().get("/api/health/live").status_code == 200
+    assert not holder.started
 
 
 def test_unknown_route_is_a_json_404(tmp_path):

@@ -1,7 +1,7 @@
 """The Dockerfile's invariants, checked without a Docker engine (none runs here).
 
 Non-root user before the start command, Gunicorn started from gunicorn.conf.py, a health
-check on /api/health that really fails on a 503, only code copied into the image (bundles
+check on /api/health/live that really fails on a 503, only code copied into the image (bundles
 only when INCLUDE_MODELS=1), and every requirement pinned.
 """
 
@@ -117,7 +117,7 @@ class _Health(BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self):  # noqa: N802 - http.server's naming
-        self.send_response(self.status if self.path == "/api/health" else 404)
+        self.send_response(self.status if self.path == "/api/health/live" else 404)
         self.end_headers()
 
     def log_message(self, *args):
@@ -125,9 +125,9 @@ class _Health(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status,healthy", [(200, True), (503, False)])
-def test_healthcheck_command_follows_api_health(status, healthy):
+def test_healthcheck_command_follows_liveness(status, healthy):
     args = dict(final_stage())["HEALTHCHECK"]
-    assert "/api/health" in args
+    assert "/api/health/live" in args
     command = json.loads(args[args.index("CMD ") + 4:])
     assert command[:2] == ["python", "-c"]
     handler = type("Handler", (_Health,), {"status": status})
