@@ -19,9 +19,9 @@ from crypto_predictor.api.errors import register_error_handlers
 from crypto_predictor.api.extensions import cache, remote_address
 from crypto_predictor.api.memory_cache import DEFAULT_MAX_BYTES
 from crypto_predictor.api.health import bp as health_bp
+from crypto_predictor.api.near_cache import NearCache
 from crypto_predictor.api.observability import init_observability, metrics_bp
 from crypto_predictor.api.rate_limit import init_rate_limit
-from crypto_predictor.api.near_cache import NearCache
 from crypto_predictor.api.runtime import ServiceHolder
 from crypto_predictor.api.security import init_security
 from crypto_predictor.config import Config

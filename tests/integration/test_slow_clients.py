@@ -23,7 +23,7 @@ import requests
 
 from tests.support.bundles import quick_production
 from tests.support.gunicorn import REPO, GunicornServer, stop_process, tail
-from tests.support.nginx import nginx_binary
+from tests.support.nginx import NginxProxy, nginx_binary
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -172,9 +172,27 @@ def test_nginx_answers_its_own_refusals_in_the_api_shape(behind_nginx):
         answer = sock.recv(65536)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == b"400" and b'"code":"bad_request"' in body
+    long_line = requests.get(base + "/api/" + "x" * 20000, timeout=10)
+    assert long_line.status_code == 414 and long_line.json()["error"]["code"] == "request_line_too_long"
+    big_headers = requests.get(base + "/api/health", headers={"X-Big": "y" * 20000}, timeout=10)
+    assert big_headers.status_code == 431 and big_headers.json()["error"]["code"] == "headers_too_large"
     # the app's own answers pass through unchanged, 64 KiB limit and all
     app_413 = requests.post(base + "/api/v1/predict", data=b"{" + b" " * 70000 + b"}", timeout=10)
     assert app_413.status_code == 413 and app_413.json()["status"] == "error"
+
+
+def test_nginx_with_gunicorn_down_answers_503_json(tmp_path):
+    """Gunicorn not (yet) listening: a JSON 503 with Retry-After, not nginx's HTML 502."""
+    if nginx_binary() is None:
+        pytest.skip("install nginx (README Set up)")
+    proxy = NginxProxy(tmp_path / "nginx", f"unix:{tmp_path / 'nobody-listens.sock'}").start()
+    try:
+        response = requests.get(proxy.base + "/api/health", timeout=10)
+    finally:
+        proxy.stop()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "service_unavailable"
 
 
 def test_the_client_address_reaches_the_app_through_nginx(behind_nginx):
