@@ -31,6 +31,24 @@ from crypto_predictor.serving.service import PredictionService
 MAX_BODY_BYTES = 64 * 1024
 
 
+class App(Flask):
+    """Flask, remembering which hooks and views are coroutines: Flask asks ``inspect`` again for
+    each of them on every request (four times for a prediction), and the answer never changes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_of: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._sync_of[func]
+        except KeyError:
+            sync = self._sync_of[func] = super().ensure_sync(func)
+            return sync
+        except TypeError:  # an unhashable callable: asked every time, as Flask does
+            return super().ensure_sync(func)
+
+
 def _init_cache(app: Flask) -> None:
     cfg = app.config
     if not cfg.get("CACHE_ENABLED", True):
@@ -61,7 +79,7 @@ def _init_cache(app: Flask) -> None:
 def create_app(config: Config | None = None, service=None) -> Flask:
     """The app. ``service``: a PredictionService (or a stand-in) to use instead of a new one."""
     config = config or Config()
-    app = Flask(__name__)
+    app = App(__name__)
     app.config.from_object(config)
     if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default is None (unlimited)
         app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -43,28 +43,49 @@ class JsonFormatter(logging.Formatter):
     _second = (None, "")  # (whole second, its formatted text): one strftime per second, not per line
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                         getattr(record, "fields", None), exception)
+
+    def line(self, created: float, level: str, name: str, message: str, fields=None, exception=None) -> str:
+        second = int(created)
         if self._second[0] != second:
-            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
-        entry = {"time": f"{self._second[1]}.{int(record.msecs):03d}Z",
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        entry.update(getattr(record, "fields", None) or {})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created)))
+        entry = {"time": f"{self._second[1]}.{int((created - second) * 1000):03d}Z",
+                 "level": level, "logger": name, "message": message}
+        entry.update(fields or {})
+        if exception:
+            entry["exception"] = exception
         return json.dumps(entry, default=str)
 
 
 JsonFormatter.converter = time.gmtime  # timestamps in UTC, like everything else here
 
 
+class JsonLinesHandler(logging.StreamHandler):
+    """Writes JsonFormatter lines; ``write_line`` sends one without building a LogRecord."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+
+    def write_line(self, level: str, name: str, message: str, fields: dict) -> None:
+        line = self.formatter.line(time.time(), level, name, message, fields)
+        self.acquire()
+        try:
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - as logging does: a broken log stream never fails a request
+            self.handleError(logging.makeLogRecord({"name": name, "msg": message}))
+        finally:
+            self.release()
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for this package's loggers; idempotent (create_app may run often)."""
     root = logging.getLogger("crypto_predictor")
-    if not any(getattr(h, "_cp_json", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        handler._cp_json = True
-        root.addHandler(handler)
+    if not any(isinstance(h, JsonLinesHandler) for h in root.handlers):
+        root.addHandler(JsonLinesHandler(sys.stderr))
         root.propagate = False  # Gunicorn or a root handler would print each line twice
     root.setLevel(level.upper() if isinstance(level, str) else level)
 
@@ -109,9 +130,29 @@ def _before():
 _request_log = logging.getLogger(REQUEST_LOGGER)
 
 
+def _direct_handler():
+    """Our JSON handler when it alone would see a request record (no filters, no other handler),
+    else None; a request's line is then written straight to it (half the cost of a LogRecord)."""
+    parent = _request_log.parent
+    if _request_log.handlers or _request_log.filters or not _request_log.propagate or parent is None:
+        return None
+    handlers = parent.handlers
+    if len(handlers) != 1 or parent.filters or parent.propagate:
+        return None
+    handler = handlers[0]
+    if type(handler) is not JsonLinesHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler
+
+
 def _log_request(fields: dict) -> None:
-    """``_request_log.info("request", extra={"fields": fields})`` minus the caller lookup (a stack
-    walk) that nothing here reads; levels, filters and handlers apply as usual."""
+    """``_request_log.info("request", extra={"fields": fields})``; levels, filters and handlers
+    apply as usual (the caller checked the level)."""
+    handler = _direct_handler()
+    if handler is not None:
+        handler.write_line("info", REQUEST_LOGGER, "request", fields)
+        return
+    # without the caller lookup (a stack walk) that nothing here reads
     record = _request_log.makeRecord(REQUEST_LOGGER, logging.INFO, __file__, 0, "request", (), None,
                                      extra={"fields": fields})
     _request_log.handle(record)

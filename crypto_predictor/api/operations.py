@@ -50,7 +50,7 @@ def operation(**declaration):
         def validated(**path_values):
             kwargs = {}
             if op.body is not None:
-                kwargs["body"] = validate(op.body, json_object())
+                kwargs["body"] = validated_body(op.body)
             if op.query is not None:
                 kwargs["query"] = validate(op.query, request.args.to_dict())
             if op.path is not None:
@@ -63,10 +63,38 @@ def operation(**declaration):
     return decorate
 
 
-def json_object() -> dict:
-    """The request body as a dict, whatever its Content-Type (some clients send JSON as text/plain);
-    bodies over MAX_CONTENT_LENGTH raise 413 while being read, chunked ones (no Content-Length) too."""
-    raw = _chunked_body() if request.content_length is None else request.get_data(cache=True)
+# Validated bodies by (model, raw bytes): an app polls with the same few small bodies, and a frozen
+# model built from the same bytes is the same value, so parsing and validating them again is waste.
+MEMO_BODY_BYTES = 512
+MEMO_ENTRIES = 1024
+_memo: dict = {}
+
+
+def validated_body(model: type[BaseModel]) -> BaseModel:
+    """The request body validated as ``model``; small bodies of frozen models come from the memo.
+    Bad bodies raise every time (only valid ones are kept)."""
+    raw = _raw_body()
+    if len(raw) > MEMO_BODY_BYTES or not model.model_config.get("frozen"):
+        return validate(model, json_object(raw))
+    key = (model, raw)
+    found = _memo.get(key)
+    if found is None:
+        found = validate(model, json_object(raw))
+        if len(_memo) >= MEMO_ENTRIES:
+            _memo.clear()  # bounded; refilled by the bodies that are really in use
+        _memo[key] = found
+    return found
+
+
+def _raw_body() -> bytes:
+    """Bodies over MAX_CONTENT_LENGTH raise 413 while being read, chunked ones (no Content-Length) too."""
+    if request.environ.get("CONTENT_LENGTH", "").isdigit():  # the usual case, without parsing headers
+        return request.get_data(cache=True)
+    return _chunked_body() if request.content_length is None else request.get_data(cache=True)
+
+
+def json_object(raw: bytes) -> dict:
+    """``raw`` as a dict, whatever the Content-Type (some clients send JSON as text/plain)."""
     if not raw.strip():
         raise MalformedRequest("request body must be a JSON object; it is empty")
     try:

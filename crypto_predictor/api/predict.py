@@ -16,6 +16,7 @@ apart from the plain dicts older builds stored in a shared Redis.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from flask import Blueprint, current_app, jsonify
@@ -98,13 +99,18 @@ def predict(body: PredictRequest):
         _store(slot, entry, body.timeframe)
     _served(entry[_VERSION], entry[_TIMEFRAME], hit)
     note(symbol=entry[_SYMBOL], version=entry[_VERSION], cache_hit=hit)
-    metadata = {"processing_time": round(time.perf_counter() - started, 6), "cache_hit": hit,
-                "model_accuracy": entry[_ACCURACY]}
-    # What jsonify({"status", "data", "metadata"}) would send, with "data" encoded once per cache entry
-    # (metadata holds numbers, booleans and None only: the standard encoder writes them the same).
-    body = b"".join((b'{"status":"success","data":', entry[_JSON], b',"metadata":',
-                     json.dumps(metadata, separators=(",", ":")).encode(), b"}\n"))
+    metadata = (f'{{"processing_time":{_number(round(time.perf_counter() - started, 6))},'
+                f'"cache_hit":{"true" if hit else "false"},"model_accuracy":{_number(entry[_ACCURACY])}}}')
+    # What jsonify({"status", "data", "metadata"}) would send, with "data" encoded once per cache entry.
+    body = b"".join((b'{"status":"success","data":', entry[_JSON], b',"metadata":', metadata.encode(), b"}\n"))
     return current_app.response_class(body, mimetype="application/json")
+
+
+def _number(value) -> str:
+    """A number or None as the standard JSON encoder writes it (repr, for the common finite float)."""
+    if type(value) is float and math.isfinite(value):
+        return repr(value)
+    return json.dumps(value)
 
 
 @bp.post("/predict/batch")

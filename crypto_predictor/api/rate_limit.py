@@ -87,12 +87,14 @@ class RateLimiter:
         self.rules = [(item, item.amount, item.get_expiry()) for item in items]
         self.key_func = key_func
         self.exempt_blueprints: set = set()
+        self._counted: dict = {}  # endpoint -> whether it is counted (not in an exempt blueprint)
         self.local = storage_uri.strip().lower().startswith("memory://")
         self._store = LocalWindows() if self.local else SharedWindows(storage_uri)
         self._warned = -STORAGE_WARN_SECONDS
 
     def exempt(self, blueprint) -> None:
         self.exempt_blueprints.add(getattr(blueprint, "name", blueprint))
+        self._counted.clear()
 
     def init_app(self, app: Flask) -> None:
         app.extensions["rate_limit"] = self
@@ -102,8 +104,10 @@ class RateLimiter:
         endpoint = request.endpoint
         if endpoint is None:  # no route matched: Flask answers 404/405 without running a view
             return
-        blueprint, _, _ = endpoint.rpartition(".")
-        if blueprint in self.exempt_blueprints:
+        counted = self._counted.get(endpoint)
+        if counted is None:
+            counted = self._counted[endpoint] = endpoint.rpartition(".")[0] not in self.exempt_blueprints
+        if not counted:
             return
         client = self.key_func()
         for item, amount, period in self.rules:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from crypto_predictor.api.observability import REQUEST_LOGGER, JsonFormatter
+from crypto_predictor.api.observability import REQUEST_LOGGER, JsonFormatter, JsonLinesHandler
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +56,44 @@ def test_one_json_log_line_per_request(make_app, log_lines):
     assert lines["r-2"]["cache_hit"] is True
     assert lines["r-3"]["status"] == 404 and lines["r-3"]["symbol"] == "NOPE"
 
+
+
+@pytest.fixture()
+def package_stream():
+    """The package's own JSON handler writing to a StringIO (the direct path of request lines)."""
+    handler = next(h for h in logging.getLogger("crypto_predictor").handlers if isinstance(h, JsonLinesHandler))
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def test_request_lines_written_directly_match_logging_records(make_app, package_stream):
+    """The handler alone sees request lines, so they skip the LogRecord: same JSON as a record gives."""
+    client = make_app().test_client()
+    client.post("/api/v1/predict", json={"symbol": "BTC", "timeframe": "1h"}, headers={"X-Request-Id": "d-1"})
+    line = json.loads(package_stream.getvalue().splitlines()[-1])
+    assert (line["logger"], line["level"], line["message"], line["request_id"], line["status"]) == (
+        REQUEST_LOGGER, "info", "request", "d-1", 200)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+    record = logging.makeLogRecord({"name": REQUEST_LOGGER, "levelname": "INFO", "msg": "request",
+                                    "fields": {k: v for k, v in line.items()
+                                               if k not in ("time", "level", "logger", "message")}})
+    via_record = json.loads(JsonFormatter().format(record))
+    assert {k: v for k, v in via_record.items() if k != "time"} == {k: v for k, v in line.items() if k != "time"}
+
+
+def test_a_filter_on_the_request_logger_still_applies(make_app, package_stream):
+    logger = logging.getLogger(REQUEST_LOGGER)
+    dropped = logging.Filter("nothing.matches")  # passes no record
+    logger.addFilter(dropped)
+    try:
+        make_app().test_client().get("/api/v1/symbols", headers={"X-Request-Id": "f-1"})
+    finally:
+        logger.removeFilter(dropped)
+    assert "f-1" not in package_stream.getvalue()
+    make_app().test_client().get("/api/v1/symbols", headers={"X-Request-Id": "f-2"})
+    assert '"f-2"' in package_stream.getvalue()
 
 def _sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -157,6 +157,23 @@ def test_json_sent_as_text_plain_is_accepted(client):
     assert response.status_code == 200
 
 
+
+def test_repeated_bodies_are_validated_once_and_bad_ones_every_time(client, monkeypatch):
+    from crypto_predictor.api import operations
+
+    monkeypatch.setattr(operations, "_memo", {})
+    monkeypatch.setattr(operations, "MEMO_ENTRIES", 3)
+    seen = []
+    real = operations.validate
+    monkeypatch.setattr(operations, "validate", lambda model, data: seen.append(data) or real(model, data))
+    for _ in range(3):
+        assert client.post("/api/v1/predict", json={"symbol": "bitcoin", "timeframe": "1h"}).status_code == 200
+        assert_error(client.post("/api/v1/predict", json={"symbol": 5}), 422, "validation_error")
+    assert seen.count({"symbol": "bitcoin", "timeframe": "1h"}) == 1 and seen.count({"symbol": 5}) == 3
+    for name in ("BTC", "btc", "BTCUSDT", "Bitcoin"):  # more distinct bodies than the memo holds
+        assert client.post("/api/v1/predict", json={"symbol": name, "timeframe": "1h"}).status_code == 200
+    assert 0 < len(operations._memo) <= 3
+
 def test_body_over_64_kib_is_413(client):
     body = '{"symbol": "bitcoin", "pad": "' + "x" * (64 * 1024) + '"}'
     assert_error(client.post("/api/v1/predict", data=body, content_type="application/json"), 413,

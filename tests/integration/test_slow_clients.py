@@ -92,13 +92,17 @@ def served(tmp_path_factory, data_dir):
                   "GUNICORN_TIMEOUT": str(WORKER_TIMEOUT), "ADMIN_TOKEN": TOKEN}
 
 
-@pytest.fixture(scope="module")
-def behind_nginx(served):
-    """deploy/start.sh as the Docker image runs it, on a free port."""
+def _need_nginx() -> None:
     if nginx_binary() is None:
         if os.environ.get("CI"):  # CI installs it: its absence is a failure there
             pytest.fail("nginx not found: install nginx (README Set up)")
         pytest.skip("install nginx (README Set up)")
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(served):
+    """deploy/start.sh as the Docker image runs it, on a free port."""
+    _need_nginx()
     root, env = served
     port = free_port()
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", ""), "/usr/sbin"])
@@ -183,8 +187,7 @@ def test_nginx_answers_its_own_refusals_in_the_api_shape(behind_nginx):
 
 def test_nginx_with_gunicorn_down_answers_503_json(tmp_path):
     """Gunicorn not (yet) listening: a JSON 503 with Retry-After, not nginx's HTML 502."""
-    if nginx_binary() is None:
-        pytest.skip("install nginx (README Set up)")
+    _need_nginx()
     proxy = NginxProxy(tmp_path / "nginx", f"unix:{tmp_path / 'nobody-listens.sock'}").start()
     try:
         response = requests.get(proxy.base + "/api/health", timeout=10)
