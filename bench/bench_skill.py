@@ -26,6 +26,7 @@ from crypto_predictor.config import Config
 from crypto_predictor.datasets import build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
+from crypto_predictor.training.baselines import REFERENCE_ROWS
 from crypto_predictor.training.global_models import asset_splits, calendar_edges, global_datasets, train_global
 from crypto_predictor.training.pipeline import DEFAULT_MEMBERS, TrainOptions, make_model, score_pair, train_pair
 
@@ -75,7 +76,7 @@ def _global(url: str, assets, timeframe: str, options: TrainOptions) -> list[dic
 
 def _row(r, wall: float) -> dict:
     asset, timeframe = r.asset, r.timeframe
-    kinds = {k: v for k, v in r.summary.items() if k not in ("naive", "served")}
+    kinds = {k: v for k, v in r.summary.items() if k not in REFERENCE_ROWS + ("served",)}
     best = min(kinds, key=lambda k: kinds[k]["mase"])
     s = r.summary["served"]
     return {"asset": asset, "timeframe": timeframe, "n": s["n"], "served_mase": s["mase"], "shrink": s["shrink"],
@@ -84,7 +85,14 @@ def _row(r, wall: float) -> dict:
             "ensemble_mase": (r.summary.get("ensemble") or {}).get("mase"), "best": best,
             "best_mase": kinds[best]["mase"], "best_da": kinds[best]["directional_accuracy"],
             "kind_mase": {k: v["mase"] for k, v in kinds.items()}, "seconds": r.seconds, "wall": wall,
-            "design": r.design}
+            "design": r.design, "intervals": _intervals(r.summary)}
+
+
+def _intervals(summary: dict) -> dict:
+    """Interval score, coverage (overall and per volatility third) and Brier of served, naive and baselines."""
+    fields = ("interval_score_80", "interval_score_95", "coverage_80", "coverage_95", "coverage_80_by_vol",
+              "coverage_95_by_vol", "interval_width_80", "brier", "brier_n")
+    return {name: {f: summary[name].get(f) for f in fields} for name in ("served",) + REFERENCE_ROWS if name in summary}
 
 
 def _print(rows: list[dict]) -> None:
@@ -109,6 +117,30 @@ def _print(rows: list[dict]) -> None:
                    f"<= 1.000 in {sum(m <= 1.0 for m in served)}/{len(done)}; best kind mean "
                    f"{sum(best) / len(best):.4f} max {max(best):.4f}, <= 1 in {sum(m <= 1.0 for m in best)}; "
                    f"gate kept a model in {kept}")
+        _print_intervals(tf, done)
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _print_intervals(tf: str, done: list[dict]) -> None:
+    """Per timeframe, means over pairs: interval scores relative to baseline_quantile (< 1 is sharper at
+    honest coverage), coverage overall and per volatility third, Brier of the served direction."""
+    for name in ("served", "naive", "baseline_quantile", "baseline_static"):
+        rows = [r["intervals"][name] for r in done if name in r["intervals"]]
+        if not rows:
+            continue
+        ratio = {lv: _mean(r["intervals"][name][f"interval_score_{lv}"] / r["intervals"]["baseline_quantile"][
+            f"interval_score_{lv}"] for r in done) for lv in (80, 95)}
+        terciles = {lv: [_mean(row[f"coverage_{lv}_by_vol"][g] for row in rows if row.get(f"coverage_{lv}_by_vol"))
+                         for g in range(3)] for lv in (80, 95)}
+        click.echo(f"  {tf} {name:<18} IS80/bq {ratio[80]:.3f} IS95/bq {ratio[95]:.3f}  cov80 "
+                   f"{_mean(row['coverage_80'] for row in rows):.3f} [{' '.join(f'{c:.3f}' for c in terciles[80])}]"
+                   f"  cov95 {_mean(row['coverage_95'] for row in rows):.3f} "
+                   f"[{' '.join(f'{c:.3f}' for c in terciles[95])}]"
+                   + (f"  brier {_mean(row['brier'] for row in rows):.4f}" if name == "served" else ""))
 
 
 @click.command()

@@ -66,6 +66,13 @@ def models():
 
 @bp.get("/models/performance/<model_version>")
 @operation(summary="Walk-forward metrics (vs the naive forecast) and live accuracy of one version", tags=("models",),
+           description="walk_forward[asset][timeframe] has a row per kind, the served forecast (served), naive and "
+                       "two interval baselines around the naive point: baseline_quantile (quantiles of the trailing "
+                       "30 days of returns) and baseline_static (of the whole training window). Interval rows: "
+                       "coverage_80/95, interval_width_*, interval_score_80/95 (width + 2/alpha x miss distance, "
+                       "log-return units; lower is better), coverage_*_by_vol (low, middle, high volatility third). "
+                       "brier: Brier score of the direction probability (a coin flip scores 0.25); the served row "
+                       "also has its 10-bin reliability table.",
            path=VersionPath, response=Generic, errors={404: "Unknown model version (lists the available ones)"})
 def model_performance(model_version: str):
     started = time.perf_counter()

@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from crypto_predictor.registry.aliases import ALIASES, read_aliases, resolve_version
+from crypto_predictor.registry.artifacts import SERVED
 from crypto_predictor.registry.bundle import load_manifest
 from crypto_predictor.registry.catalog import list_versions
 from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy
@@ -28,7 +29,15 @@ HOUR = pd.Timedelta(hours=1)
 VERIFY_EVERY_SECONDS = 60  # prediction-log verification from history()/performance()
 WALK_FORWARD_FIELDS = ("n", "mae", "rmse", "mase", "r2_oos", "directional_accuracy",
                        "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80",
+                       "interval_width_95", "interval_score_80", "interval_score_95", "coverage_80_by_vol",
+                       "coverage_95_by_vol", "brier", "brier_n", "reliability_slope",
                        "base", "shrink")  # the last two: served forecast only (None for the kinds)
+SERVED_ONLY_FIELDS = ("reliability",)  # the 10-bin table, for the served forecast alone (it is long)
+
+
+def _walk_forward_row(kind: str, row: dict) -> dict:
+    fields = WALK_FORWARD_FIELDS + (SERVED_ONLY_FIELDS if kind == SERVED else ())
+    return {k: row.get(k) for k in fields}
 
 
 class StatusReports:
@@ -68,7 +77,7 @@ class StatusReports:
         bundle = served.bundles.get(resolved)  # a served version's manifest is already loaded
         manifest = bundle.manifest if bundle is not None else load_manifest(svc.models_dir / resolved)
         overall = (manifest.get("metrics") or {}).get("overall") or {}
-        walk_forward = {asset: {tf: {kind: {k: row.get(k) for k in WALK_FORWARD_FIELDS} for kind, row in kinds.items()}
+        walk_forward = {asset: {tf: {kind: _walk_forward_row(kind, row) for kind, row in kinds.items()}
                                 for tf, kinds in tfs.items()} for asset, tfs in overall.items()}
         out = {"version": resolved, "created_at": manifest.get("created_at"), "data_range": manifest.get("data_range"),
                "walk_forward": walk_forward, "live": [], "ab_test": None}

@@ -10,8 +10,10 @@ import math
 
 import numpy as np
 
-from crypto_predictor.calibration import level_key
+from crypto_predictor.calibration import direction_correct, level_key
 from crypto_predictor.errors import InvalidInput
+
+RELIABILITY_BINS = 10
 
 
 def naive_forecast(n: int) -> np.ndarray:
@@ -31,6 +33,46 @@ def _directional(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, int]:
     return float(score.mean()), int(keep.sum())
 
 
+def interval_score(y, lower, upper, alpha: float) -> np.ndarray:
+    """Interval score of central (1 - alpha) intervals per row (Gneiting & Raftery 2007): the width
+    plus 2/alpha times the distance by which y falls outside; lower is better."""
+    y, lower, upper = (np.asarray(v, dtype=float) for v in (y, lower, upper))
+    return (upper - lower) + (2.0 / alpha) * (np.maximum(lower - y, 0.0) + np.maximum(y - upper, 0.0))
+
+
+def vol_terciles(vol) -> np.ndarray:
+    """0 / 1 / 2 per row: the row's volatility at prediction time in the low, middle or high third of
+    these rows (cut at their 1/3 and 2/3 quantiles); -1 where it is unknown."""
+    vol = np.asarray(vol, dtype=float)
+    out = np.full(len(vol), -1)
+    ok = np.isfinite(vol)
+    if ok.sum() >= 3:
+        cuts = np.quantile(vol[ok], [1 / 3, 2 / 3])
+        out[ok] = np.searchsorted(cuts, vol[ok], side="right")
+    return out
+
+
+def direction_scores(y_true, y_pred, confidence) -> dict:
+    """Brier score of the direction probability (``confidence``: the chance the predicted direction
+    is right; a coin flip scores 0.25), a RELIABILITY_BINS-bin reliability table (mean predicted,
+    observed hit rate, count per bin of confidence) and the slope of hits on confidence (1 =
+    calibrated in slope). Rows without a direction (prediction or outcome exactly 0) are left out."""
+    correct = direction_correct(y_true, y_pred)
+    ok = np.isfinite(correct) & np.isfinite(confidence)
+    c, hit = confidence[ok], correct[ok]
+    out = {"brier": float(np.mean((c - hit) ** 2)) if ok.any() else math.nan, "brier_n": int(ok.sum()),
+           "reliability_slope": math.nan, "reliability": []}
+    if len(c) > 1 and np.var(c) > 0:
+        out["reliability_slope"] = float(np.cov(c, hit, bias=True)[0, 1] / np.var(c))
+    bins = np.minimum((c * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
+    for b in range(RELIABILITY_BINS):
+        m = bins == b
+        out["reliability"].append({"bin": [b / RELIABILITY_BINS, (b + 1) / RELIABILITY_BINS], "n": int(m.sum()),
+                                   "predicted": float(c[m].mean()) if m.any() else None,
+                                   "observed": float(hit[m].mean()) if m.any() else None})
+    return out
+
+
 def as_1d(name, values, n=None) -> np.ndarray:
     arr = np.asarray(values, dtype=float).reshape(-1)
     if n is not None and len(arr) != n:
@@ -39,7 +81,7 @@ def as_1d(name, values, n=None) -> np.ndarray:
 
 
 def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=None, confidence=None,
-            price=None) -> dict:
+            price=None, tercile=None) -> dict:
     """Point, direction and interval metrics of log-return predictions.
 
     mase = mae / naive_mae (naive MAE = mean |y_true|; < 1 beats no-change); r2_oos =
@@ -48,6 +90,9 @@ def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=No
     log-return units; rows with a NaN bound are left out of coverage (coverage_n_<L> counts the
     rest). interval_width_<L>_rel = mean(exp(upper) - exp(lower)) is the width as a fraction of
     the current price; with ``price`` also interval_width_<L>_price (price units).
+    interval_score_<L>: mean ``interval_score`` (log-return units). ``tercile`` (``vol_terciles``):
+    coverage_<L>_by_vol lists the coverage in the low, middle and high volatility third (n_by_vol
+    their rows). With ``confidence``: ``direction_scores`` (brier, reliability).
     """
     y_true = as_1d("y_true", y_true)
     n = len(y_true)
@@ -73,37 +118,58 @@ def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=No
         "directional_accuracy": da, "directional_n": da_n,
         "top_decile_directional_accuracy": top_da, "top_decile_n": k,
     }
+    if confidence is not None:
+        out.update(direction_scores(y_true, y_pred, as_1d("confidence", confidence, n)))
     price = None if price is None else as_1d("price", price, n)
+    tercile = None if tercile is None else np.asarray(tercile).reshape(-1)
+    if tercile is not None:
+        out["n_by_vol"] = [int((tercile == g).sum()) for g in range(3)]
     for level, lo, hi in ((0.8, lower80, upper80), (0.95, lower95, upper95)):
         key = level_key(level)
-        out.update({f"coverage_{key}": math.nan, f"coverage_n_{key}": 0, f"interval_width_{key}": math.nan,
-                    f"interval_width_{key}_rel": math.nan})
         if lo is None or hi is None:
-            continue
-        lo, hi = as_1d(f"lower{key}", lo, n), as_1d(f"upper{key}", hi, n)
-        ok = np.isfinite(lo) & np.isfinite(hi)
-        out[f"coverage_n_{key}"] = int(ok.sum())
-        if not ok.any():
-            continue
-        out[f"coverage_{key}"] = float(np.mean((y_true[ok] >= lo[ok]) & (y_true[ok] <= hi[ok])))
-        out[f"interval_width_{key}"] = float(np.mean(hi[ok] - lo[ok]))
-        rel = np.exp(hi[ok]) - np.exp(lo[ok])
-        out[f"interval_width_{key}_rel"] = float(np.mean(rel))
-        if price is not None:
-            out[f"interval_width_{key}_price"] = float(np.mean(price[ok] * rel))
+            out.update({f"coverage_{key}": math.nan, f"coverage_n_{key}": 0, f"interval_width_{key}": math.nan,
+                        f"interval_width_{key}_rel": math.nan, f"interval_score_{key}": math.nan})
+        else:
+            out.update(_interval_metrics(y_true, level, as_1d(f"lower{key}", lo, n), as_1d(f"upper{key}", hi, n),
+                                         price, tercile))
+    return out
+
+
+def _interval_metrics(y_true, level: float, lo, hi, price, tercile) -> dict:
+    key = level_key(level)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    out = {f"coverage_{key}": math.nan, f"coverage_n_{key}": int(ok.sum()), f"interval_width_{key}": math.nan,
+           f"interval_width_{key}_rel": math.nan, f"interval_score_{key}": math.nan}
+    if not ok.any():
+        return out
+    inside = (y_true >= lo) & (y_true <= hi)
+    rel = np.exp(hi[ok]) - np.exp(lo[ok])
+    out.update({f"coverage_{key}": float(np.mean(inside[ok])), f"interval_width_{key}": float(np.mean(hi[ok] - lo[ok])),
+                f"interval_width_{key}_rel": float(np.mean(rel)),
+                f"interval_score_{key}": float(np.mean(interval_score(y_true[ok], lo[ok], hi[ok], 1 - level)))})
+    if price is not None:
+        out[f"interval_width_{key}_price"] = float(np.mean(price[ok] * rel))
+    if tercile is not None:
+        out[f"coverage_{key}_by_vol"] = [float(np.mean(inside[ok & (tercile == g)]))
+                                         if (ok & (tercile == g)).any() else math.nan for g in range(3)]
     return out
 
 
 def evaluate_predictions(y_true, y_pred, name: str = "model", intervals: dict | None = None,
-                         confidence=None, naive_intervals: dict | None = None, price=None) -> list[dict]:
-    """Result-table rows: one for the model, one for "naive" (always present, never omitted).
+                         confidence=None, naive_intervals: dict | None = None, price=None,
+                         baselines: dict | None = None, tercile=None) -> list[dict]:
+    """Result-table rows: one for the model, one for "naive" (always present, never omitted), then
+    one per baseline (``baselines``: name -> intervals around the naive point, training/baselines.py).
 
     ``intervals`` / ``naive_intervals``: dicts with lower80, upper80, lower95, upper95 arrays.
     """
     y_true = as_1d("y_true", y_true)
     bounds = ("lower80", "upper80", "lower95", "upper95")
     pick = lambda d: {b: (d or {}).get(b) for b in bounds}  # noqa: E731
-    model_row = {"model": name, **metrics(y_true, y_pred, **pick(intervals), confidence=confidence, price=price)}
-    naive_row = {"model": "naive", **metrics(y_true, naive_forecast(len(y_true)), **pick(naive_intervals),
-                                             price=price)}
-    return [model_row, naive_row]
+    naive = naive_forecast(len(y_true))
+    rows = [{"model": name, **metrics(y_true, y_pred, **pick(intervals), confidence=confidence, price=price,
+                                      tercile=tercile)},
+            {"model": "naive", **metrics(y_true, naive, **pick(naive_intervals), price=price, tercile=tercile)}]
+    for baseline, bounds_of in (baselines or {}).items():
+        rows.append({"model": baseline, **metrics(y_true, naive, **pick(bounds_of), price=price, tercile=tercile)})
+    return rows

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from crypto_predictor.calibration import RollingConformal
-from crypto_predictor.datasets import Dataset
+from crypto_predictor.datasets import BAR_HOURS, Dataset
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
 from crypto_predictor.registry.artifacts import SERVED, base_kind, calibration_state, write_calibration
@@ -105,6 +105,16 @@ def _conformal(ds: Dataset) -> tuple[RollingConformal, np.ndarray | None]:
     return conformal, conformal.scale(ds.close.to_numpy())
 
 
+def _rows_per_day(ds: Dataset) -> int:
+    return 24 // BAR_HOURS[ds.bar]
+
+
+def _references(result: "PairResult", bt) -> None:
+    """The naive and baseline rows of a pair (the same whichever kind's backtest computed them)."""
+    for row in bt.summary[1:]:
+        result.summary.setdefault(row["model"], row)
+
+
 def _min_train(n: int, horizon: int) -> int:
     """Folds cover the second half of the series; the first half (less the purge gap) trains fold 0."""
     return max(50, int(n * 0.5) - horizon)
@@ -177,13 +187,13 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     for kind in base:
         started = time.perf_counter()
         bt = backtest(model_for(kind), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal, scale=scale,
-                      name=kind, price=ds.close.to_numpy(), splits=splits)
+                      name=kind, price=ds.close.to_numpy(), splits=splits, rows_per_day=_rows_per_day(ds))
         fitted[kind] = final_for(kind)
         result.seconds[kind] = time.perf_counter() - started
         oos[kind] = bt
         states[kind] = _calibration_state(bt, conformal, scale, ds)
         result.summary[kind] = bt.summary[0]
-        result.summary.setdefault("naive", bt.summary[1])
+        _references(result, bt)
         result.folds[kind] = bt.folds
 
     if "ensemble" in options.kinds:
@@ -198,7 +208,8 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
                                             pd.Series(first["fold"].to_numpy(), index=index), ds.horizon,
                                             pd.Series(first["position"].to_numpy(), index=index))
         bt = backtest(lambda: _Replay(table), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal,
-                      scale=scale, name="ensemble", price=ds.close.to_numpy(), splits=splits)
+                      scale=scale, name="ensemble", price=ds.close.to_numpy(), splits=splits,
+                      rows_per_day=_rows_per_day(ds))
         P = np.column_stack([member_preds[k].to_numpy() for k in members])
         weights = inverse_mse_weights(first["y_true"].to_numpy(), P)
         fitted["ensemble"] = EnsembleModel.from_fitted([fitted[k] for k in members], weights, gap=ds.horizon)
@@ -207,7 +218,7 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
         states["ensemble"]["weights_by_fold"] = fold_weights
         oos["ensemble"] = bt
         result.summary["ensemble"] = bt.summary[0]
-        result.summary.setdefault("naive", bt.summary[1])
+        _references(result, bt)
         result.folds["ensemble"] = bt.folds
         result.seconds["ensemble"] = time.perf_counter() - started
 
@@ -233,7 +244,8 @@ def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale
     gated, per_fold = gated_predictions(preds["y_true"], preds["y_pred"], preds["position"], preds["fold"],
                                         ds.horizon)
     bt = backtest(lambda: _Replay(pd.Series(gated, index=index)), ds.X, ds.y, ds.horizon, n_folds, min_train,
-                  conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy(), splits=splits)
+                  conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy(), splits=splits,
+                  rows_per_day=_rows_per_day(ds))
     shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
     result.summary[SERVED] = {**bt.summary[0], "base": base, "shrink": shrink}
     result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]

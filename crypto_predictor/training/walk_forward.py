@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_correct, direction_score, level_key
+from crypto_predictor.calibration import (DirectionCalibrator, RollingConformal, causal_volatility, direction_correct,
+                                          direction_score, level_key)
 from crypto_predictor.errors import InvalidInput
-from crypto_predictor.training.metrics import as_1d, evaluate_predictions, metrics
+from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
+from crypto_predictor.training.metrics import as_1d, evaluate_predictions, metrics, vol_terciles
 
 
 def walk_forward_splits(n: int, n_folds: int, horizon: int, min_train: int, test_size: int | None = None,
@@ -121,6 +123,22 @@ def _confidence(score, correct, pos, fold, splits, horizon: int, window: int | N
     return confidence, make_calibrator().fit(score[tail], correct[tail])
 
 
+def _tercile_vol(sc, price, horizon: int, pos) -> np.ndarray | None:
+    """Volatility at prediction time of each test row, for conditional coverage: the conformal's own
+    scale when it is normalised, else the same causal estimate from the closes; None without either."""
+    if sc is not None:
+        return sc
+    if price is None:
+        return None
+    span = max(24, 3 * int(horizon))
+    return causal_volatility(price, max(int(horizon), 1), span, min_periods=min(span, 48))[pos]
+
+
+def _baselines(y_arr, pos, splits, horizon: int, levels, window: int, reference: dict) -> dict:
+    return {"baseline_quantile": on_rows_of(quantile_baseline(y_arr, pos, horizon, window, levels), reference),
+            "baseline_static": on_rows_of(static_baseline(y_arr, pos, splits, horizon, levels), reference)}
+
+
 def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -> list[dict]:
     folds = []
     for k, (tr, te) in enumerate(splits):
@@ -137,7 +155,7 @@ def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -
 def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_size: int | None = None,
              expanding: bool = True, max_train: int | None = None, conformal: RollingConformal | None = None,
              scale=None, calibration_window: int | None = 5000, make_calibrator=None,
-             name: str = "model", price=None, splits=None) -> BacktestResult:
+             name: str = "model", price=None, splits=None, rows_per_day: int = 24) -> BacktestResult:
     """Fit ``make_model()`` on each train fold, predict its test fold, score everything causally.
 
     Intervals for a test row t come from the residuals of earlier out-of-sample predictions
@@ -151,6 +169,9 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     The returned ``calibrator`` is refitted on the latest rows, ready for serving. ``splits``: explicit
     (train_idx, test_idx) pairs instead of ``walk_forward_splits`` (the global models' calendar folds,
     in which an asset's train part may be empty: its rows were predicted by a model fitted on others).
+    The summary also scores the interval baselines (training/baselines.py; ``rows_per_day`` sizes the
+    trailing 30 days) on the rows the model has intervals for, and every row's coverage per
+    volatility tercile.
     """
     y_arr = as_1d("y", y)
     n = len(y_arr)
@@ -186,8 +207,13 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     bounds = [f"{s}{level_key(lv)}" for lv in conformal.levels for s in ("lower", "upper")]
     iv_kw = {b: iv[b] for b in bounds if b in ("lower80", "upper80", "lower95", "upper95")}
     price_arr = None if price_full is None else price_full[pos]
+    vol = _tercile_vol(sc, price_full, horizon, pos)
+    tercile = None if vol is None else vol_terciles(vol)
+    baselines = _baselines(y_arr, pos, splits, horizon, [lv for lv in conformal.levels if lv in (0.8, 0.95)],
+                           BASELINE_DAYS * int(rows_per_day), iv_kw)
     summary = evaluate_predictions(y_true, y_pred, name, intervals=iv_kw, confidence=confidence,
-                                   naive_intervals={b: naive_iv[b] for b in iv_kw}, price=price_arr)
+                                   naive_intervals={b: naive_iv[b] for b in iv_kw}, price=price_arr,
+                                   baselines=baselines, tercile=tercile)
     no_iv = ~np.isfinite(iv[bounds[0]]) if bounds else np.zeros(len(pos), bool)
     return BacktestResult(folds=_fold_rows(splits, timings, fold, y_true, y_pred, iv_kw, confidence),
                           predictions=preds, summary=summary, n_without_interval=int(no_iv.sum()),

@@ -82,6 +82,16 @@ def test_model_performance(client, quick_bundle):
         assert response.status_code == 200, response.get_json()
         data = response.get_json()["data"]
         assert quick_bundle.production in str(data) and "mase" in str(data)
+    rows = data["walk_forward"]["bitcoin"]["1h"]
+    assert {"served", "naive", "baseline_quantile", "baseline_static"} <= set(rows)
+    served = rows["served"]
+    assert served["interval_score_80"] > 0 and served["interval_score_95"] > 0
+    assert len(served["reliability"]) == 10 and sum(b["n"] for b in served["reliability"]) == served["brier_n"]
+    # a forecast shrunk to no-change calls no direction: no Brier score rather than a made-up one
+    assert (served["brier"] is None) == (served["brier_n"] == 0)
+    calls = [row for kind, row in rows.items() if row["brier_n"]]
+    assert calls and all(0 <= row["brier"] <= 1 for row in calls)
+    assert len(served["coverage_80_by_vol"]) == 3 and "reliability" not in rows["naive"]
     assert_error(client.get("/api/v1/models/performance/v999"), 404, "model_not_found")
 
 

@@ -49,7 +49,7 @@ def test_rolling_conformal_covers_nominal_rates_on_btc(hourly):
     assert len(y) > 4000  # ~6 months of hours
     res = backtest(lambda: Ridge(alpha=1.0), X, y, horizon=1, n_folds=4, min_train=1000, price=close)
     p = res.predictions
-    model, naive = res.summary
+    model, naive = res.summary[:2]
     cov80, n80 = _coverage(p["y_true"].to_numpy(), p["lower80"].to_numpy(), p["upper80"].to_numpy())
     cov95, _ = _coverage(p["y_true"].to_numpy(), p["lower95"].to_numpy(), p["upper95"].to_numpy())
     print(f"\nBTCUSDT 1h ridge, {n80} held-out rows ({p['index'].iloc[0]} .. {p['index'].iloc[-1]}), "

@@ -313,7 +313,7 @@ def test_backtest_with_ridge_is_causal_and_beats_naive(h):
     for rows, fold in zip(SpyRidge.seen, res.folds):
         assert rows.max() + h < fold["test_start"]  # purged
     assert np.array_equal(preds["position"], np.arange(3000 - len(preds), 3000))
-    model, naive = res.summary
+    model, naive = res.summary[:2]
     assert naive["model"] == "naive" and naive["mase"] == 1.0
     assert model["mase"] < 0.97 and model["directional_accuracy"] > 0.55
     assert all(f["mase"] < 1.0 for f in res.folds)

@@ -1,0 +1,147 @@
+"""Which volatility scale makes the sharpest honest intervals: none, today's EWMA, a HAR forecast.
+
+Per core asset and timeframe, the naive point forecast (what the skill gate serves nearly
+everywhere) gets rolling conformal intervals exactly as training makes them (the trailing
+``max(720, 12 h)`` out-of-sample scores, the ``ceil((n+1) level)``-th |score|), with each
+candidate scale, on the second half of the rows; the first half fits the HAR model. Printed per
+timeframe, means over assets: interval score at 80 / 95 relative to ``baseline_quantile`` (< 1:
+sharper at honest coverage), coverage overall and per volatility third (the thirds cut on the
+EWMA volatility, the same for every candidate), beside the two baselines.
+
+Candidates:
+  none   unnormalised scores;
+  ewma   today's scale: sqrt(EWMA of squared row returns, span max(24, 3 h)) x sqrt(h);
+  har    a HAR model of realised variance (Corsi 2009): log of the next h rows' summed squared
+         returns on the logs of the last day's, week's and month's (per day), pooled over the
+         assets, fitted by least squares on the first halves only; the scale is sqrt(exp(fit)).
+
+    DATABASE_URL=sqlite:///core.db .venv/bin/python -m bench.bench_intervals [--timeframe 1h ...] [--symbol all]
+"""
+
+from __future__ import annotations
+
+import math
+
+import click
+import numpy as np
+import pandas as pd
+
+from crypto_predictor.calibration import causal_volatility, rolling_intervals
+from crypto_predictor.cli.common import resolve_symbols, stored_assets
+from crypto_predictor.config import Config
+from crypto_predictor.datasets import BAR_HOURS, build_dataset
+from crypto_predictor.market.store import CandleStore
+from crypto_predictor.training.baselines import BASELINE_DAYS, quantile_baseline, static_baseline
+from crypto_predictor.training.metrics import metrics, vol_terciles
+
+LEVELS = (0.8, 0.95)
+SCALES = ("none", "ewma", "har")
+
+
+def har_components(close: np.ndarray, rows_per_day: int) -> pd.DataFrame:
+    """log realised variance per day over the last day, week and month, known at each row."""
+    r2 = pd.Series(np.log(close)).diff() ** 2
+    d = rows_per_day
+    out = {name: r2.rolling(days * d, min_periods=days * d).sum() / days
+           for name, days in (("day", 1), ("week", 7), ("month", 30))}
+    return pd.DataFrame(out)
+
+
+def har_target(close: np.ndarray, horizon: int) -> np.ndarray:
+    """The next ``horizon`` rows' summed squared returns (known ``horizon`` rows later)."""
+    r2 = pd.Series(np.log(close)).diff() ** 2
+    return r2.rolling(horizon, min_periods=horizon).sum().shift(-horizon).to_numpy()
+
+
+def _design(components: pd.DataFrame, floor: float) -> np.ndarray:
+    return np.column_stack([np.ones(len(components)), np.log(components.to_numpy() + floor)])
+
+
+class Pair:
+    def __init__(self, ds):
+        self.asset, self.h = ds.asset, ds.horizon
+        self.rows_per_day = 24 // BAR_HOURS[ds.bar]
+        self.y = ds.y.to_numpy()
+        self.close = ds.close.to_numpy()
+        n = len(self.y)
+        self.test = np.arange(n // 2, n)
+        self.train = np.arange(0, max(0, n // 2 - self.h))
+        self.components = har_components(self.close, self.rows_per_day)
+        self.target = har_target(self.close, self.h)
+        span = max(24, 3 * self.h)
+        self.ewma = causal_volatility(self.close, self.h, span, min_periods=min(span, 48))
+
+
+def fit_har(pairs: list[Pair]) -> tuple[np.ndarray, float]:
+    rows, targets = [], []
+    for p in pairs:
+        x, t = p.components.to_numpy()[p.train], p.target[p.train]
+        keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
+        rows.append(x[keep])
+        targets.append(t[keep])
+    x, t = np.vstack(rows), np.concatenate(targets)
+    floor = 1e-3 * float(np.mean(t))
+    design = np.column_stack([np.ones(len(x)), np.log(x + floor)])
+    coef, *_ = np.linalg.lstsq(design, np.log(t + floor), rcond=None)
+    return coef, floor
+
+
+def scales(p: Pair, coef, floor) -> dict:
+    har = np.sqrt(np.exp(_design(p.components, floor) @ coef))
+    return {"none": None, "ewma": p.ewma, "har": har}
+
+
+def score_pair(p: Pair, coef, floor) -> dict:
+    pos, y = p.test, p.y[p.test]
+    zero = np.zeros(len(pos))
+    window = max(720, 12 * p.h)
+    tercile = vol_terciles(p.ewma[pos])
+    out = {}
+    for name, scale in scales(p, coef, floor).items():
+        kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
+        iv = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
+        out[name] = (iv, None)
+    reference = out["ewma"][0]
+    ok = np.isfinite(reference["lower80"])
+    for name in SCALES:  # every candidate on the same rows
+        ok &= np.isfinite(out[name][0]["lower80"]) & np.isfinite(out[name][0]["lower95"])
+    bq = quantile_baseline(p.y, pos, p.h, BASELINE_DAYS * p.rows_per_day, LEVELS)
+    bs = static_baseline(p.y, pos, [(p.train, pos)], p.h, LEVELS)
+    rows = {}
+    for name, bounds in [(n, out[n][0]) for n in SCALES] + [("baseline_quantile", bq), ("baseline_static", bs)]:
+        kept = {k: np.where(ok, bounds[k], np.nan) for k in ("lower80", "upper80", "lower95", "upper95")}
+        rows[name] = metrics(y, zero, **kept, tercile=tercile)
+    return rows
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+@click.command()
+@click.option("--symbol", "symbols", multiple=True, default=("all",))
+@click.option("--timeframe", "timeframes", multiple=True, default=("1h", "24h", "7d", "30d"))
+def main(symbols, timeframes):
+    store = CandleStore(Config().DATABASE_URL)
+    assets = resolve_symbols(symbols, stored_assets(store))
+    for tf in timeframes:
+        pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
+        coef, floor = fit_har(pairs)
+        scored = [score_pair(p, coef, floor) for p in pairs]
+        click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "
+                   + " ".join(f"{c:.3f}" for c in coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
+        for name in SCALES + ("baseline_quantile", "baseline_static"):
+            ratio = {lv: _mean(r[name][f"interval_score_{lv}"] / r["baseline_quantile"][f"interval_score_{lv}"]
+                               for r in scored) for lv in (80, 95)}
+            third = {lv: [_mean(r[name][f"coverage_{lv}_by_vol"][g] for r in scored) for g in range(3)]
+                     for lv in (80, 95)}
+            click.echo(f"  {name:<18} IS80/bq {ratio[80]:.3f}  IS95/bq {ratio[95]:.3f}  "
+                       f"cov80 {_mean(r[name]['coverage_80'] for r in scored):.3f} "
+                       f"[{' '.join(f'{c:.3f}' for c in third[80])}]  "
+                       f"cov95 {_mean(r[name]['coverage_95'] for r in scored):.3f} "
+                       f"[{' '.join(f'{c:.3f}' for c in third[95])}]")
+
+
+if __name__ == "__main__":
+    main()
