@@ -16,6 +16,7 @@ Candidates:
          assets, fitted by least squares on the first halves only; the scale is sqrt(exp(fit)).
 
     DATABASE_URL=sqlite:///core.db .venv/bin/python -m bench.bench_intervals [--timeframe 1h ...] [--symbol all]
+        [--month-days 30]
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ LEVELS = (0.8, 0.95)
 SCALES = ("none", "ewma", "har")
 
 
-def har_components(close: np.ndarray, rows_per_day: int) -> pd.DataFrame:
-    """log realised variance per day over the last day, week and month, known at each row."""
+def har_components(close: np.ndarray, rows_per_day: int, month_days: int = 30) -> pd.DataFrame:
+    """Realised variance per day over the last day, week and month (``month_days``), known at each row."""
     r2 = pd.Series(np.log(close)).diff() ** 2
     d = rows_per_day
     out = {name: r2.rolling(days * d, min_periods=days * d).sum() / days
-           for name, days in (("day", 1), ("week", 7), ("month", 30))}
+           for name, days in (("day", 1), ("week", 7), ("month", month_days))}
     return pd.DataFrame(out)
 
 
@@ -58,7 +59,7 @@ def _design(components: pd.DataFrame, floor: float) -> np.ndarray:
 
 
 class Pair:
-    def __init__(self, ds):
+    def __init__(self, ds, month_days: int = 30):
         self.asset, self.h = ds.asset, ds.horizon
         self.rows_per_day = 24 // BAR_HOURS[ds.bar]
         self.y = ds.y.to_numpy()
@@ -66,7 +67,7 @@ class Pair:
         n = len(self.y)
         self.test = np.arange(n // 2, n)
         self.train = np.arange(0, max(0, n // 2 - self.h))
-        self.components = har_components(self.close, self.rows_per_day)
+        self.components = har_components(self.close, self.rows_per_day, month_days)
         self.target = har_target(self.close, self.h)
         span = max(24, 3 * self.h)
         self.ewma = causal_volatility(self.close, self.h, span, min_periods=min(span, 48))
@@ -122,11 +123,13 @@ def _mean(values) -> float:
 @click.command()
 @click.option("--symbol", "symbols", multiple=True, default=("all",))
 @click.option("--timeframe", "timeframes", multiple=True, default=("1h", "24h", "7d", "30d"))
-def main(symbols, timeframes):
+@click.option("--month-days", type=int, default=30, show_default=True,
+              help="Days of the HAR model's long component (serving keeps 400 hourly bars: 16 days)")
+def main(symbols, timeframes, month_days):
     store = CandleStore(Config().DATABASE_URL)
     assets = resolve_symbols(symbols, stored_assets(store))
     for tf in timeframes:
-        pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
+        pairs = [Pair(build_dataset(store, a, tf), month_days) for a in assets]
         coef, floor = fit_har(pairs)
         scored = [score_pair(p, coef, floor) for p in pairs]
         click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "

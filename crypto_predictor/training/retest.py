@@ -34,6 +34,7 @@ from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, KindArtifacts
 from crypto_predictor.registry.bundle import Bundle
 from crypto_predictor.symbols import check_timeframe, resolve
 from crypto_predictor.timeutil import parse_time
+from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
 from crypto_predictor.training.metrics import evaluate_predictions
 
 # Nominal levels of the calibration (coverage) curve drawn by --plots.
@@ -42,7 +43,8 @@ RESULT_FIELDS = ("symbol", "timeframe", "model", "n", "mae", "rmse", "mase", "di
                  "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80",
                  "naive_mae")
 # Kept in the JSON too: they say how many rows the coverage figures rest on.
-EXTRA_FIELDS = ("coverage_n_80", "coverage_n_95", "interval_width_95", "r2_oos")
+EXTRA_FIELDS = ("coverage_n_80", "coverage_n_95", "interval_width_95", "r2_oos", "interval_score_80",
+                "interval_score_95", "brier", "brier_n", "reliability_slope")
 
 
 # ---------------------------------------------------------------- bundles and pairs
@@ -273,14 +275,27 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
 
     bounds = ("lower80", "upper80", "lower95", "upper95")
     naive_iv = result.naive.intervals
-    naive_row = None
+    references = []
+    baselines = _baselines(rows, pair, result.kinds[SERVED].intervals)
     for kind, kr in result.kinds.items():
-        model_row, naive_row = evaluate_predictions(
+        model_row, *references = evaluate_predictions(
             result.y_true, kr.y_pred, kind, intervals={b: kr.intervals.get(b) for b in bounds},
-            confidence=kr.confidence, naive_intervals={b: naive_iv.get(b) for b in bounds}, price=result.close)
+            confidence=kr.confidence, naive_intervals={b: naive_iv.get(b) for b in bounds}, price=result.close,
+            baselines=baselines)
         result.rows.append(_result_row(asset, timeframe, model_row))
-    result.rows.append(_result_row(asset, timeframe, naive_row))
+    result.rows += [_result_row(asset, timeframe, row) for row in references]
     return result
+
+
+def _baselines(rows: _Rows, pair: PairArtifacts, served_intervals: dict) -> dict:
+    """training/baselines.py's baselines on the scored rows (rows counted in order: a gap in the
+    candles shortens the trailing 30 days a little), on the rows the served forecast has intervals."""
+    scored = np.flatnonzero(rows.scored)
+    window = BASELINE_DAYS * (24 // BAR_HOURS[pair.bar])
+    quantile = quantile_baseline(rows.y, scored, pair.horizon, window, DEFAULT_LEVELS)
+    static = static_baseline(rows.y, scored, [(None, scored)], pair.horizon, DEFAULT_LEVELS)
+    return {"baseline_quantile": on_rows_of(quantile, served_intervals),
+            "baseline_static": on_rows_of(static, served_intervals)}
 
 
 def _clean(value):

@@ -85,7 +85,8 @@ def test_out_of_sample_json(trained, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["version"] == version and doc["warnings"] == []
     rows = {r["model"]: r for r in doc["results"]}
-    assert set(rows) == {"xgboost", "served", "naive"} and len(doc["results"]) == 3
+    assert set(rows) == {"xgboost", "served", "naive", "baseline_quantile", "baseline_static"}
+    assert len(doc["results"]) == 5
     # 1h targets: the last scored row is the hour before the last candle.
     expected_n = int((last - pd.Timedelta(hours=1) - pd.Timestamp(START, tz="UTC")) / pd.Timedelta(hours=1)) + 1
     assert doc["pairs"][0]["n"] == expected_n and doc["pairs"][0]["sample"] == "out_of_sample"
@@ -99,6 +100,9 @@ def test_out_of_sample_json(trained, tmp_path):
         assert row["interval_width_80"] > 0 and row["mae"] > 0 and row["rmse"] >= row["mae"]
         assert row["naive_mae"] == rows["naive"]["mae"]
     assert rows["naive"]["mase"] == 1.0 and rows["naive"]["directional_accuracy"] == 0.5
+    for row in rows.values():  # the interval score is the width plus the penalties for misses
+        assert row["interval_score_80"] >= row["interval_width_80"] and row["interval_score_95"] > 0
+    assert rows["baseline_quantile"]["coverage_n_80"] == rows["served"]["coverage_n_80"]
     model = rows["xgboost"]
     assert model["mase"] == pytest.approx(model["mae"] / model["naive_mae"])
     assert 0.0 <= model["directional_accuracy"] <= 1.0
@@ -213,7 +217,7 @@ def test_ensemble_bundle(trained, ensemble_version, tmp_path):
     result = run(trained, "--version", ensemble_version, "--start", START, "--json", out, "--plots", plots)
     assert result.exit_code == 0, result.output
     rows = {r["model"]: r for r in json.loads(out.read_text())["results"]}
-    assert set(rows) == {"ensemble", "served", "naive"}
+    assert set(rows) == {"ensemble", "served", "naive", "baseline_quantile", "baseline_static"}
     assert 0.8 <= rows["ensemble"]["mase"] <= 1.2 and rows["ensemble"]["coverage_n_80"] == rows["ensemble"]["n"]
     # The naive row depends on the data only, not on the bundle.
     other = tmp_path / "xgb.json"

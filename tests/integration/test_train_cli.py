@@ -40,7 +40,9 @@ def test_linear_training_writes_a_verified_bundle_with_honest_metrics(linear_run
     for asset in ("bitcoin", "ethereum"):
         for tf in ("1h", "24h"):
             rows = manifest["metrics"]["overall"][asset][tf]
-            assert set(rows) == {"linear", "naive", "served"}
+            assert set(rows) == {"linear", "naive", "served", "baseline_quantile", "baseline_static"}
+            for row in rows.values():  # width plus miss penalties: never below the width
+                assert row["interval_score_80"] >= row["interval_width_80"] > 0
             assert rows["served"]["base"] == "linear" and 0.0 <= rows["served"]["shrink"] <= 1.0
             assert rows["served"]["n"] == rows["naive"]["n"]
             assert rows["naive"]["mase"] == pytest.approx(1.0)
@@ -71,7 +73,8 @@ def test_every_kind_and_the_ensemble_in_quick_mode(tmp_path, slice_dir):
     manifest = verify_bundle(tmp_path / "models" / "v1")
     rows = manifest["metrics"]["overall"]["bitcoin"]["1h"]
     # The default: every kind but the LSTM (a kind on request only), and their ensemble.
-    assert set(rows) == {"linear", "random_forest", "xgboost", "ensemble", "naive", "served"}
+    assert set(rows) == {"linear", "random_forest", "xgboost", "ensemble", "naive", "served", "baseline_quantile",
+                         "baseline_static"}
     assert rows["served"]["base"] == "ensemble"
     calibration = json.loads((tmp_path / "models/v1/bitcoin/1h/ensemble/calibration.json").read_text())
     weights = calibration["weights"]
