@@ -56,7 +56,7 @@ def _served(version, timeframe, cached: bool) -> None:
 def _slot(token: tuple) -> tuple[str, str]:
     """The cache slot of a ``service.cache_token``: (key, version the token expects). If an alias
     moved between the token and the prediction, the answer must not be filed under the old key."""
-    return cache_key("prediction", ("json2",) + token), str(token[2])  # json2: data gained "skill"
+    return cache_key("prediction", ("json3",) + token), str(token[2])  # json3: data gained "volatility"
 
 
 def _lookup(token: tuple, endpoint: str):

@@ -23,7 +23,7 @@ import pandas as pd
 
 from crypto_predictor.calibration import DirectionCalibrator, RollingConformal
 from crypto_predictor.datasets import bar_for, horizon_rows
-from crypto_predictor.errors import BundleIntegrityError, ModelNotFound
+from crypto_predictor.errors import BundleIntegrityError, InvalidInput, ModelNotFound
 from crypto_predictor.timeutil import to_utc
 
 PAIR_FILE = "pair.json"
@@ -163,12 +163,12 @@ class PairArtifacts:
             stored = state["residuals"]
             times = pd.DatetimeIndex(pd.to_datetime(pd.Series(stored["time"], dtype=object), utc=True))
             values = np.asarray(stored["residual"], dtype=float)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, InvalidInput) as exc:
             raise BundleIntegrityError(f"{where}: unreadable {CALIBRATION_FILE}: {exc}") from None
         if conformal.horizon != self.horizon:
             raise BundleIntegrityError(f"{where}: calibration horizon {conformal.horizon} != {self.horizon}")
         scales = None
-        if conformal.vol_span is not None:
+        if conformal.normalised:
             if stored.get("scale") is None:
                 raise BundleIntegrityError(f"{where}: normalised intervals without stored residual scales")
             scales = np.asarray([np.nan if v is None else v for v in stored["scale"]], dtype=float)
@@ -203,7 +203,7 @@ def calibration_state(conformal: RollingConformal, calibrator: DirectionCalibrat
     return {
         "conformal": {"window": conformal.window, "horizon": conformal.horizon, "levels": list(conformal.levels),
                       "min_history": conformal.min_history, "symmetric": conformal.symmetric,
-                      "vol_span": conformal.vol_span},
+                      "vol_span": conformal.vol_span, "har": None if conformal.har is None else conformal.har.to_state()},
         "residuals": {
             "time": [t.isoformat() for t in times],
             "residual": np.round(np.asarray(residuals, dtype=float), 10).tolist(),

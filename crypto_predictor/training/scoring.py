@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import RollingConformal
+from crypto_predictor.calibration import NORMALISE_MAX_HORIZON, RollingConformal
 from crypto_predictor.datasets import BAR_HOURS, Dataset
-from crypto_predictor.errors import InvalidInput
+from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
 from crypto_predictor.registry.artifacts import SERVED, base_kind, calibration_state, write_calibration
 from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
 from crypto_predictor.training.walk_forward import backtest
+from crypto_predictor.volatility import HarVolatility
 
 BASE_KINDS = ("linear", "random_forest", "xgboost", "lstm")
 ALL_KINDS = BASE_KINDS + ("ensemble",)
@@ -100,9 +101,30 @@ def make_model(kind: str, options: TrainOptions, horizon: int):
     return cls(**params)
 
 
-def _conformal(ds: Dataset) -> tuple[RollingConformal, np.ndarray | None]:
-    conformal = RollingConformal.for_horizon(ds.horizon, min_history=min(100, max(10, len(ds.y) // 20)))
-    return conformal, conformal.scale(ds.close.to_numpy())
+# Bars whose intervals are scaled by a HAR forecast. On daily bars (7d, 30d) it measured sharper but
+# over-covered at 7d (cov80 0.846 against the EWMA's 0.805), so those keep ``for_horizon``'s choice
+# (README "Intervals against simple baselines").
+HAR_BARS = ("1h",)
+
+
+def _conformal(ds: Dataset, fit_end: int) -> tuple[RollingConformal, np.ndarray | None]:
+    """Intervals scaled by a HAR variance forecast fitted on the rows before ``fit_end`` (before the
+    first test fold) on HAR_BARS; elsewhere, or with too few rows to fit one, the scale (EWMA or none)
+    of ``RollingConformal.for_horizon``."""
+    min_history = min(100, max(10, len(ds.y) // 20))
+    close = ds.close.to_numpy()
+    har = None
+    if ds.bar in HAR_BARS and ds.horizon <= NORMALISE_MAX_HORIZON:
+        try:
+            har = HarVolatility.fit(close, ds.horizon, _rows_per_day(ds), end=fit_end)
+        except InsufficientData:
+            pass
+    if har is None:
+        conformal = RollingConformal.for_horizon(ds.horizon, min_history=min_history)
+    else:
+        conformal = RollingConformal.for_horizon(ds.horizon, normalise=False, min_history=min_history,
+                                                 har=har.to_state())
+    return conformal, conformal.scale(close)
 
 
 def _rows_per_day(ds: Dataset) -> int:
@@ -179,9 +201,9 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     """
     result = PairResult(ds.asset, ds.timeframe, ds.bar, ds.horizon, list(ds.X.columns), ds.context,
                         ds.data_range, len(ds.y))
-    conformal, scale = _conformal(ds)
     n_folds = 2 if options.quick else options.n_folds
     min_train = _min_train(len(ds.y), ds.horizon)
+    conformal, scale = _conformal(ds, min_train if splits is None else int(splits[0][1][0]) - ds.horizon)
     base = base_kinds(options) if kinds is None else list(kinds)
     oos, fitted, states = {}, {}, {}
     for kind in base:

@@ -84,7 +84,7 @@ def _scales(conformal: RollingConformal, scale, price, n: int) -> np.ndarray | N
     """Causal volatility per row for normalised intervals: explicit, else from the closes, else None."""
     if scale is not None:
         return as_1d("scale", scale, n)
-    if conformal.vol_span is None:
+    if not conformal.normalised:
         return None
     if price is None:
         raise InvalidInput("volatility-normalised conformal needs price (close per row) or scale")

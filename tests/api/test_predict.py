@@ -17,7 +17,7 @@ from tests.api.helpers import assert_error
 
 DATA_KEYS = {"symbol", "current_price", "predicted_price", "confidence", "change_percentage", "timeframe",
              "prediction_time", "model_version", "target_time", "direction", "interval", "data_as_of", "stale",
-             "model_accuracy", "skill"}
+             "model_accuracy", "skill", "volatility"}
 
 
 def assert_skill(data, quick_bundle):
@@ -53,6 +53,9 @@ def test_prediction_shape_and_values(client, quick_bundle):
     lo80, hi80 = data["interval"]["80"]
     lo95, hi95 = data["interval"]["95"]
     assert lo95 <= lo80 <= data["predicted_price"] <= hi80 <= hi95
+    # the forecast SD of the 24h log return scales the intervals: the 80% band spans a few of them
+    assert 0 < data["volatility"] < 0.5
+    assert 0.5 < math.log(hi80 / lo80) / data["volatility"] < 5
     assert_skill(data, quick_bundle)
     meta = body["metadata"]
     assert set(meta) == {"processing_time", "cache_hit", "model_accuracy"}

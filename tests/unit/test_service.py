@@ -39,7 +39,7 @@ TRAIN_END = "2021-09-20"
 NOW = pd.Timestamp("2021-10-01T00:05:00Z")
 FIELDS = {"symbol", "current_price", "predicted_price", "confidence", "change_percentage", "timeframe",
           "prediction_time", "model_version", "target_time", "direction", "interval", "data_as_of", "stale",
-          "model_accuracy", "skill"}
+          "model_accuracy", "skill", "volatility"}
 
 
 def clock_at(ts):

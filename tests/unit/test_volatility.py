@@ -1,0 +1,69 @@
+"""The HAR variance forecast that scales the intervals: causal fit, honest forecasts, stored state."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from crypto_predictor.calibration import RollingConformal
+from crypto_predictor.errors import InsufficientData, InvalidInput
+from crypto_predictor.volatility import HarVolatility
+
+
+def _garch_close(n: int, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    omega, a, b = 2e-6, 0.10, 0.88
+    var, out = omega / (1 - a - b), np.empty(n)
+    for t in range(n):
+        out[t] = math.sqrt(var) * rng.standard_normal()
+        var = omega + a * out[t] ** 2 + b * var
+    return 100 * np.exp(np.cumsum(out))
+
+
+def test_the_fit_sees_only_rows_before_its_end():
+    close = _garch_close(6000)
+    fitted = HarVolatility.fit(close, 24, 24, end=3000)
+    changed = close.copy()
+    changed[3000:] *= np.exp(np.random.default_rng(9).normal(0, 0.05, 3000).cumsum())  # another future
+    assert HarVolatility.fit(changed, 24, 24, end=3000) == fitted
+    assert HarVolatility.fit(close, 24, 24, end=4000) != fitted  # more rows: a different fit
+    with pytest.raises(InsufficientData):
+        HarVolatility.fit(close, 24, 24, end=400)  # the 14-day window alone takes 336 rows
+    with pytest.raises(InsufficientData):
+        HarVolatility.fit(close, 24, 24, end=-5)  # a negative end is no data, not "all but the last 5"
+
+
+def test_forecasts_track_the_variance_that_follows():
+    close = _garch_close(12000)
+    har = HarVolatility.fit(close, 24, 24, end=6000)
+    assert har.long_days == 14 and sum(har.coef[1:]) > 0.5  # persistent: recent variance predicts the next
+    scale = har.scale(close)
+    assert np.isnan(scale[:14 * 24]).all() and np.isfinite(scale[14 * 24 + 1:]).all()
+    r2 = np.diff(np.log(close), prepend=np.nan) ** 2
+    future = np.array([r2[t + 1:t + 25].sum() for t in range(6000, 11900)])
+    forecast = scale[6000:11900] ** 2
+    calm, wild = forecast < np.quantile(forecast, 1 / 3), forecast > np.quantile(forecast, 2 / 3)
+    assert future[wild].mean() > 1.5 * future[calm].mean()  # on rows the fit never saw
+    assert np.corrcoef(np.log(forecast), np.log(future))[0, 1] > 0.3
+    # a standard deviation, not a median: the forecast variance matches the realised one on average
+    assert future.mean() / forecast.mean() == pytest.approx(1.0, abs=0.15) and har.smear > 1
+
+
+def test_state_round_trip_and_refusals():
+    har = HarVolatility.fit(_garch_close(3000), 1, 24)
+    assert HarVolatility.from_state(har.to_state()) == har
+    conformal = RollingConformal.for_horizon(1, normalise=False, har=har.to_state())
+    assert conformal.normalised and conformal.vol_span is None
+    close = _garch_close(1000, seed=2)
+    assert np.array_equal(conformal.scale(close), har.scale(close), equal_nan=True)
+    with pytest.raises(InvalidInput):
+        conformal.batch(np.arange(10), np.zeros(10), np.zeros(10))  # normalised: needs scales
+    for bad in ({"coef": [1, 2]}, {**har.to_state(), "coef": [0, 1, float("nan"), 0]}, {**har.to_state(), "long_days": 3}):
+        with pytest.raises(InvalidInput):
+            HarVolatility.from_state(bad)
+    with pytest.raises(InvalidInput):
+        RollingConformal(vol_span=24, har=har.to_state())
+    with pytest.raises(InvalidInput):
+        har.scale(np.array([1.0, -1.0, 2.0]))
