@@ -11,9 +11,8 @@ EWMA volatility, the same for every candidate), beside the two baselines.
 Candidates:
   none   unnormalised scores;
   ewma   today's scale: sqrt(EWMA of squared row returns, span max(24, 3 h)) x sqrt(h);
-  har    a HAR model of realised variance (Corsi 2009): log of the next h rows' summed squared
-         returns on the logs of the last day's, week's and month's (per day), pooled over the
-         assets, fitted by least squares on the first halves only; the scale is sqrt(exp(fit)).
+  har    crypto_predictor.volatility's HAR model of realised variance (Corsi 2009), pooled over
+         the assets and fitted on the first halves only, its long component ``--month-days``.
 
     DATABASE_URL=sqlite:///core.db .venv/bin/python -m bench.bench_intervals [--timeframe 1h ...] [--symbol all]
         [--month-days 30]
@@ -25,7 +24,6 @@ import math
 
 import click
 import numpy as np
-import pandas as pd
 
 from crypto_predictor.calibration import causal_volatility, rolling_intervals
 from crypto_predictor.cli.common import resolve_symbols, stored_assets
@@ -34,32 +32,14 @@ from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.training.baselines import BASELINE_DAYS, quantile_baseline, static_baseline
 from crypto_predictor.training.metrics import metrics, vol_terciles
+from crypto_predictor.volatility import HarVolatility
 
 LEVELS = (0.8, 0.95)
 SCALES = ("none", "ewma", "har")
 
 
-def har_components(close: np.ndarray, rows_per_day: int, month_days: int = 30) -> pd.DataFrame:
-    """Realised variance per day over the last day, week and month (``month_days``), known at each row."""
-    r2 = pd.Series(np.log(close)).diff() ** 2
-    d = rows_per_day
-    out = {name: r2.rolling(days * d, min_periods=days * d).sum() / days
-           for name, days in (("day", 1), ("week", 7), ("month", month_days))}
-    return pd.DataFrame(out)
-
-
-def har_target(close: np.ndarray, horizon: int) -> np.ndarray:
-    """The next ``horizon`` rows' summed squared returns (known ``horizon`` rows later)."""
-    r2 = pd.Series(np.log(close)).diff() ** 2
-    return r2.rolling(horizon, min_periods=horizon).sum().shift(-horizon).to_numpy()
-
-
-def _design(components: pd.DataFrame, floor: float) -> np.ndarray:
-    return np.column_stack([np.ones(len(components)), np.log(components.to_numpy() + floor)])
-
-
 class Pair:
-    def __init__(self, ds, month_days: int = 30):
+    def __init__(self, ds):
         self.asset, self.h = ds.asset, ds.horizon
         self.rows_per_day = 24 // BAR_HOURS[ds.bar]
         self.y = ds.y.to_numpy()
@@ -67,38 +47,27 @@ class Pair:
         n = len(self.y)
         self.test = np.arange(n // 2, n)
         self.train = np.arange(0, max(0, n // 2 - self.h))
-        self.components = har_components(self.close, self.rows_per_day, month_days)
-        self.target = har_target(self.close, self.h)
         span = max(24, 3 * self.h)
         self.ewma = causal_volatility(self.close, self.h, span, min_periods=min(span, 48))
 
 
-def fit_har(pairs: list[Pair]) -> tuple[np.ndarray, float]:
-    rows, targets = [], []
-    for p in pairs:
-        x, t = p.components.to_numpy()[p.train], p.target[p.train]
-        keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
-        rows.append(x[keep])
-        targets.append(t[keep])
-    x, t = np.vstack(rows), np.concatenate(targets)
-    floor = 1e-3 * float(np.mean(t))
-    design = np.column_stack([np.ones(len(x)), np.log(x + floor)])
-    coef, *_ = np.linalg.lstsq(design, np.log(t + floor), rcond=None)
-    return coef, floor
+def fit_har(pairs: list[Pair], month_days: int) -> HarVolatility:
+    """crypto_predictor.volatility's model, pooled over the assets' first halves."""
+    return HarVolatility.fit_pooled([(p.close, len(p.train)) for p in pairs], pairs[0].h, pairs[0].rows_per_day,
+                                    long_window=month_days)
 
 
-def scales(p: Pair, coef, floor) -> dict:
-    har = np.sqrt(np.exp(_design(p.components, floor) @ coef))
-    return {"none": None, "ewma": p.ewma, "har": har}
+def scales(p: Pair, har: HarVolatility) -> dict:
+    return {"none": None, "ewma": p.ewma, "har": har.scale(p.close)}
 
 
-def score_pair(p: Pair, coef, floor) -> dict:
+def score_pair(p: Pair, har: HarVolatility) -> dict:
     pos, y = p.test, p.y[p.test]
     zero = np.zeros(len(pos))
     window = max(720, 12 * p.h)
     tercile = vol_terciles(p.ewma[pos])
     out = {}
-    for name, scale in scales(p, coef, floor).items():
+    for name, scale in scales(p, har).items():
         kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
         iv = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
         out[name] = (iv, None)
@@ -129,11 +98,11 @@ def main(symbols, timeframes, month_days):
     store = CandleStore(Config().DATABASE_URL)
     assets = resolve_symbols(symbols, stored_assets(store))
     for tf in timeframes:
-        pairs = [Pair(build_dataset(store, a, tf), month_days) for a in assets]
-        coef, floor = fit_har(pairs)
-        scored = [score_pair(p, coef, floor) for p in pairs]
+        pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
+        har = fit_har(pairs, month_days)
+        scored = [score_pair(p, har) for p in pairs]
         click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "
-                   + " ".join(f"{c:.3f}" for c in coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
+                   + " ".join(f"{c:.3f}" for c in har.coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
         for name in SCALES + ("baseline_quantile", "baseline_static"):
             ratio = {lv: _mean(r[name][f"interval_score_{lv}"] / r["baseline_quantile"][f"interval_score_{lv}"]
                                for r in scored) for lv in (80, 95)}

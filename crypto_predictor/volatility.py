@@ -78,22 +78,32 @@ class HarVolatility:
     @classmethod
     def fit(cls, close, horizon: int, rows_per_day: int, end: int | None = None) -> "HarVolatility":
         """Least squares on ``close[:end]`` alone: rows whose next ``horizon`` returns lie before ``end``."""
-        close = np.asarray(close, dtype=float)[:None if end is None else max(0, int(end))]
+        return cls.fit_pooled([(close, end)], horizon, rows_per_day)
+
+    @classmethod
+    def fit_pooled(cls, series, horizon: int, rows_per_day: int, long_window: int | None = None) -> "HarVolatility":
+        """One fit over several (close, end) series (assets), each cut at its own ``end``;
+        ``long_window``: days of the long component instead of ``long_days(rows_per_day)``."""
         horizon = max(int(horizon), 1)
-        sums = _rolling_sum(_squared_returns(close), horizon)  # row t: returns t-h+1 .. t
-        target = np.full(len(close), np.nan)
-        target[:len(close) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
-        probe = cls((0.0, 0.0, 0.0, 0.0), 0.0, int(rows_per_day), long_days(int(rows_per_day)))
-        comps = probe.components(close)
-        keep = np.isfinite(comps).all(axis=1) & np.isfinite(target)
-        if keep.sum() < MIN_FIT_ROWS:
-            raise InsufficientData(f"HAR volatility needs {MIN_FIT_ROWS} rows with a realised target, "
-                                   f"got {int(keep.sum())}")
-        floor = 1e-3 * float(np.mean(target[keep]))
-        design = np.column_stack([np.ones(int(keep.sum())), np.log(comps[keep] + floor)])
-        coef, *_ = np.linalg.lstsq(design, np.log(target[keep] + floor), rcond=None)
+        probe = cls((0.0, 0.0, 0.0, 0.0), 0.0, int(rows_per_day), long_window or long_days(int(rows_per_day)))
+        comps, targets = [], []
+        for close, end in series:
+            close = np.asarray(close, dtype=float)[:None if end is None else max(0, int(end))]
+            sums = _rolling_sum(_squared_returns(close), horizon)  # row t: returns t-h+1 .. t
+            target = np.full(len(close), np.nan)
+            target[:len(close) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
+            comp = probe.components(close)
+            keep = np.isfinite(comp).all(axis=1) & np.isfinite(target)
+            comps.append(comp[keep])
+            targets.append(target[keep])
+        comp, target = np.vstack(comps), np.concatenate(targets)
+        if len(target) < MIN_FIT_ROWS:
+            raise InsufficientData(f"HAR volatility needs {MIN_FIT_ROWS} rows with a realised target, got {len(target)}")
+        floor = 1e-3 * float(np.mean(target))
+        design = np.column_stack([np.ones(len(target)), np.log(comp + floor)])
+        coef, *_ = np.linalg.lstsq(design, np.log(target + floor), rcond=None)
         coef = tuple(round(float(c), 10) for c in coef)
-        smear = float(np.mean(target[keep] / np.exp(design @ np.asarray(coef))))
+        smear = float(np.mean(target / np.exp(design @ np.asarray(coef))))
         return cls(coef, floor, probe.rows_per_day, probe.long_days, round(smear, 10))
 
     def to_state(self) -> dict:

@@ -148,6 +148,7 @@ def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -
                "test_end": int(te[-1]), "n_train": len(tr), "fit_seconds": timings[k][0],
                "predict_seconds": timings[k][1]}
         row.update(metrics(y_true[m], y_pred[m], **{b: v[m] for b, v in iv_kw.items()}, confidence=confidence[m]))
+        row.pop("reliability")  # the table is the summary's: per fold it would only grow the manifest
         folds.append(row)
     return folds
 
