@@ -159,7 +159,9 @@ class PredictionData(BaseModel):
     symbol: str
     current_price: float
     predicted_price: float
-    confidence: float = Field(ge=0, le=1, description="Calibrated probability that the predicted direction is right")
+    confidence: float = Field(ge=0, le=1, description="Calibrated probability that the predicted direction is right; "
+                                                      "0.5 when its walk-forward Brier score did not beat a coin "
+                                                      "flip's 0.25")
     change_percentage: float
     timeframe: Literal["1h", "24h", "7d", "30d"]
     prediction_time: str = Field(json_schema_extra={"format": "date-time"})

@@ -85,6 +85,7 @@ class ServingPair:
     model_accuracy: float | None
     shrink: float = 1.0  # the skill gate's factor: the served forecast is shrink * model
     skill: dict | None = None  # walk-forward figures of the served forecast (``skill_of``)
+    confident: bool = True  # its direction probability beat a coin flip walk-forward (``beats_coin_flip``)
 
     @property
     def step(self) -> pd.Timedelta:
@@ -196,7 +197,9 @@ class ServingPair:
             bounds = {key: (pred + stats.offsets[key][0] * s, pred + stats.offsets[key][1] * s)
                       if key in stats.offsets else None for key in LEVELS}
             error_scale = stats.error_unit * s
-        confidence = float(self.calibrator.predict_proba(direction_score(pred, error_scale))[0])
+        confidence = 0.5
+        if self.confident:  # else a calibrated 0.56 would claim more than the walk-forward showed
+            confidence = float(self.calibrator.predict_proba(direction_score(pred, error_scale))[0])
         return Prediction(pred, bounds, error_scale, confidence)
 
     def warm_up(self) -> None:
@@ -232,6 +235,15 @@ def skill_of(row: dict | None) -> dict | None:
             "direction_accuracy": None if accuracy is None else round(float(accuracy), 6), "n": int(row.get("n") or 0)}
 
 
+def beats_coin_flip(row: dict | None) -> bool:
+    """Whether a walk-forward row's direction probability scored a Brier below 0.25 (a coin flip's).
+    Rows from bundles trained before the Brier score was kept have no verdict: True, as before."""
+    if not row or "brier" not in row:
+        return True
+    brier = row["brier"]
+    return brier is not None and math.isfinite(float(brier)) and float(brier) < 0.25
+
+
 def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
     """The served forecast of one pair, read through ``registry.artifacts`` as the re-test reads it."""
     pair = read_pair(bundle, asset, timeframe)
@@ -246,7 +258,8 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
         features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=base,
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
-        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row))
+        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row),
+        confident=beats_coin_flip(served_row))
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:

@@ -459,3 +459,25 @@ def test_a_stored_candle_the_features_refuse_is_our_fault_not_the_clients(traine
     with pytest.raises(DataUnavailable, match="stored candles cannot be used") as err:
         make_service(trained, models_copy, store=store).predict("BTC", "1h")
     assert err.value.http_status == 503 and err.value.code == "data_unavailable"
+
+
+def test_confidence_is_a_coin_flip_unless_the_walk_forward_brier_beat_one(trained, models_copy):
+    from crypto_predictor.calibration import DirectionCalibrator
+    from crypto_predictor.serving.pairs import beats_coin_flip
+
+    assert beats_coin_flip({"brier": 0.2494}) and not beats_coin_flip({"brier": 0.2500})
+    assert not beats_coin_flip({"brier": None, "brier_n": 0}) and not beats_coin_flip({"brier": float("nan")})
+    assert beats_coin_flip({"mase": 1.0})  # a bundle from before the Brier score: no verdict, as before
+    set_alias(models_copy, "production", "v2")
+    svc = unshrunk(make_service(trained, models_copy))
+    pairs = [p for b in svc.snapshot().bundles.values() for p in b.pairs.values()]
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0, 3, 2000)  # a calibrator with an opinion: stronger calls are right more often
+    opinionated = DirectionCalibrator().fit(score, (rng.uniform(size=2000) < 0.5 + score / 8).astype(float))
+    for pair in pairs:
+        pair.confident, pair.calibrator = True, opinionated
+    calibrated = svc.predict("bitcoin", "1h")["confidence"]
+    assert calibrated != 0.5
+    for pair in pairs:
+        pair.confident = False
+    assert svc.predict("bitcoin", "1h")["confidence"] == 0.5
