@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from crypto_predictor.calibration import direction_correct, level_key
+from crypto_predictor.calibration import causal_volatility, direction_correct, level_key
 from crypto_predictor.errors import InvalidInput
 
 RELIABILITY_BINS = 10
@@ -50,6 +50,18 @@ def vol_terciles(vol) -> np.ndarray:
         cuts = np.quantile(vol[ok], [1 / 3, 2 / 3])
         out[ok] = np.searchsorted(cuts, vol[ok], side="right")
     return out
+
+
+def prediction_volatility(scale, price, horizon: int, pos) -> np.ndarray | None:
+    """Volatility at prediction time of the rows at ``pos``, for conditional coverage: the intervals'
+    own scale of those rows when they are normalised, else the EWMA estimate from the closes (span
+    max(24, 3 h)); None without either."""
+    if scale is not None:
+        return np.asarray(scale, dtype=float)
+    if price is None:
+        return None
+    span = max(24, 3 * int(horizon))
+    return causal_volatility(price, max(int(horizon), 1), span, min_periods=min(span, 48))[pos]
 
 
 def direction_scores(y_true, y_pred, confidence) -> dict:

@@ -35,7 +35,7 @@ from crypto_predictor.registry.bundle import Bundle
 from crypto_predictor.symbols import check_timeframe, resolve
 from crypto_predictor.timeutil import parse_time
 from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
-from crypto_predictor.training.metrics import evaluate_predictions
+from crypto_predictor.training.metrics import evaluate_predictions, prediction_volatility, vol_terciles
 
 # Nominal levels of the calibration (coverage) curve drawn by --plots.
 CURVE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -44,7 +44,8 @@ RESULT_FIELDS = ("symbol", "timeframe", "model", "n", "mae", "rmse", "mase", "di
                  "naive_mae")
 # Kept in the JSON too: they say how many rows the coverage figures rest on.
 EXTRA_FIELDS = ("coverage_n_80", "coverage_n_95", "interval_width_95", "r2_oos", "interval_score_80",
-                "interval_score_95", "brier", "brier_n", "reliability_slope")
+                "interval_score_95", "brier", "brier_n", "reliability_slope", "coverage_80_by_vol",
+                "coverage_95_by_vol", "n_by_vol")
 
 
 # ---------------------------------------------------------------- bundles and pairs
@@ -277,11 +278,15 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
     naive_iv = result.naive.intervals
     references = []
     baselines = _baselines(rows, pair, result.kinds[SERVED].intervals)
+    served_scale = served.conformal.scale(rows.close)
+    vol = prediction_volatility(None if served_scale is None else served_scale[rows.scored], rows.close, pair.horizon,
+                                np.flatnonzero(rows.scored))
+    tercile = None if vol is None else vol_terciles(vol)
     for kind, kr in result.kinds.items():
         model_row, *references = evaluate_predictions(
             result.y_true, kr.y_pred, kind, intervals={b: kr.intervals.get(b) for b in bounds},
             confidence=kr.confidence, naive_intervals={b: naive_iv.get(b) for b in bounds}, price=result.close,
-            baselines=baselines)
+            baselines=baselines, tercile=tercile)
         result.rows.append(_result_row(asset, timeframe, model_row))
     result.rows += [_result_row(asset, timeframe, row) for row in references]
     return result
@@ -299,6 +304,8 @@ def _baselines(rows: _Rows, pair: PairArtifacts, served_intervals: dict) -> dict
 
 
 def _clean(value):
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
     if isinstance(value, (np.floating, float)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):

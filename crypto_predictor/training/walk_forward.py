@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import (DirectionCalibrator, RollingConformal, causal_volatility, direction_correct,
-                                          direction_score, level_key)
+from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_correct, direction_score, level_key
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
-from crypto_predictor.training.metrics import as_1d, evaluate_predictions, metrics, vol_terciles
+from crypto_predictor.training.metrics import as_1d, evaluate_predictions, metrics, prediction_volatility, vol_terciles
 
 
 def walk_forward_splits(n: int, n_folds: int, horizon: int, min_train: int, test_size: int | None = None,
@@ -123,17 +122,6 @@ def _confidence(score, correct, pos, fold, splits, horizon: int, window: int | N
     return confidence, make_calibrator().fit(score[tail], correct[tail])
 
 
-def _tercile_vol(sc, price, horizon: int, pos) -> np.ndarray | None:
-    """Volatility at prediction time of each test row, for conditional coverage: the conformal's own
-    scale when it is normalised, else the same causal estimate from the closes; None without either."""
-    if sc is not None:
-        return sc
-    if price is None:
-        return None
-    span = max(24, 3 * int(horizon))
-    return causal_volatility(price, max(int(horizon), 1), span, min_periods=min(span, 48))[pos]
-
-
 def _baselines(y_arr, pos, splits, horizon: int, levels, window: int, reference: dict) -> dict:
     return {"baseline_quantile": on_rows_of(quantile_baseline(y_arr, pos, horizon, window, levels), reference),
             "baseline_static": on_rows_of(static_baseline(y_arr, pos, splits, horizon, levels), reference)}
@@ -208,7 +196,7 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     bounds = [f"{s}{level_key(lv)}" for lv in conformal.levels for s in ("lower", "upper")]
     iv_kw = {b: iv[b] for b in bounds if b in ("lower80", "upper80", "lower95", "upper95")}
     price_arr = None if price_full is None else price_full[pos]
-    vol = _tercile_vol(sc, price_full, horizon, pos)
+    vol = prediction_volatility(sc, price_full, horizon, pos)
     tercile = None if vol is None else vol_terciles(vol)
     baselines = _baselines(y_arr, pos, splits, horizon, [lv for lv in conformal.levels if lv in (0.8, 0.95)],
                            BASELINE_DAYS * int(rows_per_day), iv_kw)

@@ -103,6 +103,9 @@ def test_out_of_sample_json(trained, tmp_path):
     for row in rows.values():  # the interval score is the width plus the penalties for misses
         assert row["interval_score_80"] >= row["interval_width_80"] and row["interval_score_95"] > 0
     assert rows["baseline_quantile"]["coverage_n_80"] == rows["served"]["coverage_n_80"]
+    served = rows["served"]  # conditional coverage: per third of volatility at prediction time
+    assert len(served["coverage_80_by_vol"]) == 3 and sum(served["n_by_vol"]) == expected_n
+    assert all(0.0 <= c <= 1.0 for c in served["coverage_80_by_vol"] + served["coverage_95_by_vol"])
     model = rows["xgboost"]
     assert model["mase"] == pytest.approx(model["mae"] / model["naive_mae"])
     assert 0.0 <= model["directional_accuracy"] <= 1.0
