@@ -7,6 +7,7 @@ never through pyplot, so no global figure state and no display is involved.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from crypto_predictor.training.metrics import direction_scores  # noqa: E402
 from crypto_predictor.training.retest import CURVE_LEVELS, PairEvaluation  # noqa: E402
 
 # The predictions plot shows at most this many of the latest rows (a month of hours) to stay readable.
@@ -54,17 +56,12 @@ def feature_importance(evaluation: PairEvaluation) -> tuple[str, pd.Series] | No
     return None
 
 
-def confidence_reliability(evaluation: PairEvaluation, kind: str, bins: int = 5) -> pd.DataFrame:
-    """Mean confidence vs observed hit rate per confidence quantile bin (rows with a direction)."""
+def confidence_reliability(evaluation: PairEvaluation, kind: str) -> tuple[pd.DataFrame, float]:
+    """(the 10-bin reliability table of the re-test JSON, bins with rows only; the Brier score)."""
     kr = evaluation.kinds[kind]
-    t, p = np.sign(evaluation.y_true), np.sign(kr.y_pred)
-    ok = (t != 0) & (p != 0) & np.isfinite(kr.confidence)
-    frame = pd.DataFrame({"confidence": kr.confidence[ok], "hit": (t[ok] == p[ok]).astype(float)})
-    if frame.empty:
-        return frame.assign(n=[])
-    frame["bin"] = pd.qcut(frame["confidence"].rank(method="first"), min(bins, len(frame)), labels=False)
-    return frame.groupby("bin").agg(confidence=("confidence", "mean"), hit=("hit", "mean"),
-                                    n=("hit", "size")).reset_index(drop=True)
+    scores = direction_scores(evaluation.y_true, kr.y_pred, kr.confidence)
+    table = pd.DataFrame([b for b in scores["reliability"] if b["n"]], columns=["bin", "n", "predicted", "observed"])
+    return table, scores["brier"]
 
 
 def main_kind(evaluation: PairEvaluation) -> str:
@@ -135,16 +132,17 @@ def plot_calibration(evaluation: PairEvaluation, path: Path, levels=CURVE_LEVELS
     left.legend(fontsize="small")
 
     kind = main_kind(evaluation)
-    rel = confidence_reliability(evaluation, kind)
-    right.plot([0.3, 0.7], [0.3, 0.7], color="grey", linewidth=0.8, linestyle=":", label="ideal")
+    rel, brier = confidence_reliability(evaluation, kind)
+    right.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="ideal")
     if len(rel):
-        right.plot(rel["confidence"], rel["hit"], marker="o", label=kind)
+        right.plot(rel["predicted"], rel["observed"], marker="o", label=kind)
         for _, row in rel.iterrows():
-            right.annotate(f"n={int(row['n'])}", (row["confidence"], row["hit"]), fontsize="x-small",
+            right.annotate(f"n={int(row['n'])}", (row["predicted"], row["observed"]), fontsize="x-small",
                            textcoords="offset points", xytext=(4, -10))
-    right.set_xlabel("mean confidence (quintile bins)")
+    right.set_xlabel("mean confidence (10 bins of width 0.1)")
     right.set_ylabel("observed directional accuracy")
-    right.set_title("direction confidence calibration")
+    right.set_title("direction confidence: Brier " + ("n/a (no direction called)" if math.isnan(brier)
+                                                       else f"{brier:.4f} (coin flip 0.25)"))
     right.legend(fontsize="small")
     fig.suptitle(f"{evaluation.asset} {evaluation.timeframe}: calibration on the scored window")
     return _save(fig, path)

@@ -158,6 +158,14 @@ def test_intervals_are_causal(trained):
     assert np.all((a.confidence > 0) & (a.confidence < 1))
     # The stored residuals fill the whole conformal window from the first scored row on.
     assert (b.intervals["n_history"] == b.conformal.window).all()
+    # the plot's reliability points are the re-test JSON's 10-bin table, bins with rows only
+    from crypto_predictor.training.plots import confidence_reliability
+
+    table, brier = confidence_reliability(long, "xgboost")
+    row = next(r for r in long.rows if r["model"] == "xgboost")
+    assert brier == pytest.approx(row["brier"]) and table["n"].sum() == row["brier_n"] > 0
+    assert len(table) <= 10 and (table["n"] > 0).all()
+    assert ((table["predicted"] >= table["bin"].str[0]) & (table["predicted"] <= table["bin"].str[1])).all()
 
 
 def test_plots_and_model_path(trained, tmp_path):
