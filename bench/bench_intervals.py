@@ -69,16 +69,14 @@ def score_pair(p: Pair, har: HarVolatility) -> dict:
     out = {}
     for name, scale in scales(p, har).items():
         kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
-        iv = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
-        out[name] = (iv, None)
-    reference = out["ewma"][0]
-    ok = np.isfinite(reference["lower80"])
+        out[name] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
+    ok = np.ones(len(pos), bool)
     for name in SCALES:  # every candidate on the same rows
-        ok &= np.isfinite(out[name][0]["lower80"]) & np.isfinite(out[name][0]["lower95"])
+        ok &= np.isfinite(out[name]["lower80"]) & np.isfinite(out[name]["lower95"])
     bq = quantile_baseline(p.y, pos, p.h, BASELINE_DAYS * p.rows_per_day, LEVELS)
     bs = static_baseline(p.y, pos, [(p.train, pos)], p.h, LEVELS)
     rows = {}
-    for name, bounds in [(n, out[n][0]) for n in SCALES] + [("baseline_quantile", bq), ("baseline_static", bs)]:
+    for name, bounds in [(n, out[n]) for n in SCALES] + [("baseline_quantile", bq), ("baseline_static", bs)]:
         kept = {k: np.where(ok, bounds[k], np.nan) for k in ("lower80", "upper80", "lower95", "upper95")}
         rows[name] = metrics(y, zero, **kept, tercile=tercile)
     return rows

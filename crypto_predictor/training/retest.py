@@ -268,8 +268,8 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
         result.kinds[art.kind] = _score_kind(art, rows, pair.horizon, scales[-1])
     served = pair.served()
     base = result.kinds.get(served.model_kind or served.kind)
-    result.kinds[SERVED] = _score_kind(served, rows, pair.horizon, served.conformal.scale(rows.close),
-                                       None if base is None else base.model)
+    served_scale = served.conformal.scale(rows.close)
+    result.kinds[SERVED] = _score_kind(served, rows, pair.horizon, served_scale, None if base is None else base.model)
     # The naive forecast's intervals are volatility-normalised like the kinds' (when they are).
     scale = next((s for s in scales if s is not None), None)
     result.naive = _score_naive(rows, next(iter(result.kinds.values())).conformal, scale, pair.horizon)
@@ -278,7 +278,6 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
     naive_iv = result.naive.intervals
     references = []
     baselines = _baselines(rows, pair, result.kinds[SERVED].intervals)
-    served_scale = served.conformal.scale(rows.close)
     vol = prediction_volatility(None if served_scale is None else served_scale[rows.scored], rows.close, pair.horizon,
                                 np.flatnonzero(rows.scored))
     tercile = None if vol is None else vol_terciles(vol)

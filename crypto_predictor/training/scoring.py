@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import NORMALISE_MAX_HORIZON, RollingConformal
+from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.datasets import BAR_HOURS, Dataset
 from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
@@ -109,12 +109,12 @@ HAR_BARS = ("1h",)
 
 def _conformal(ds: Dataset, fit_end: int) -> tuple[RollingConformal, np.ndarray | None]:
     """Intervals scaled by a HAR variance forecast fitted on the rows before ``fit_end`` (before the
-    first test fold) on HAR_BARS; elsewhere, or with too few rows to fit one, the scale (EWMA or none)
+    first test fold) on HAR_BARS (horizons of 1 and 24 rows); elsewhere, or with too few rows to fit one, the scale (EWMA or none)
     of ``RollingConformal.for_horizon``."""
     min_history = min(100, max(10, len(ds.y) // 20))
     close = ds.close.to_numpy()
     har = None
-    if ds.bar in HAR_BARS and ds.horizon <= NORMALISE_MAX_HORIZON:
+    if ds.bar in HAR_BARS:
         try:
             har = HarVolatility.fit(close, ds.horizon, _rows_per_day(ds), end=fit_end)
         except InsufficientData:

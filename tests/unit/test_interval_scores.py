@@ -10,6 +10,7 @@ import pytest
 from crypto_predictor.training.baselines import BASELINES, quantile_baseline, static_baseline
 from crypto_predictor.training.metrics import direction_scores, interval_score, metrics, vol_terciles
 from crypto_predictor.training.walk_forward import backtest, walk_forward_splits
+from tests.support.synthetic import garch_returns
 
 
 def test_interval_score_by_hand():
@@ -32,19 +33,8 @@ class Zero:
         return np.zeros(len(X))
 
 
-def _garch(n: int, seed: int = 3):
-    """Returns with GARCH(1,1) volatility clustering, and the closes they make."""
-    rng = np.random.default_rng(seed)
-    omega, a, b = 2e-6, 0.12, 0.86
-    var, out = omega / (1 - a - b), np.empty(n)
-    for t in range(n):
-        out[t] = math.sqrt(var) * rng.standard_normal()
-        var = omega + a * out[t] ** 2 + b * var
-    return out, 100 * np.exp(np.cumsum(out))
-
-
 def test_volatility_scaled_intervals_beat_the_static_baseline_where_volatility_clusters():
-    returns, close = _garch(7000)
+    returns, close = garch_returns(7000, seed=3)
     y = np.append(returns[1:], np.nan)[:-1]  # row t's target: the next row's return
     X = np.zeros((len(y), 1))
     res = backtest(Zero, X, y, horizon=1, n_folds=3, min_train=2500, price=close[:-1])

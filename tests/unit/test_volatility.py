@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.volatility import HarVolatility
+from tests.support.synthetic import garch_returns
 
 
 def _garch_close(n: int, seed: int = 5) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    omega, a, b = 2e-6, 0.10, 0.88
-    var, out = omega / (1 - a - b), np.empty(n)
-    for t in range(n):
-        out[t] = math.sqrt(var) * rng.standard_normal()
-        var = omega + a * out[t] ** 2 + b * var
-    return 100 * np.exp(np.cumsum(out))
+    return garch_returns(n, seed, a=0.10, b=0.88)[1]
 
 
 def test_the_fit_sees_only_rows_before_its_end():
