@@ -204,6 +204,7 @@ def main():
         web = Gunicorn("flask_api:app", env, workdir / "logs", "soak")
         print(f"gunicorn ready in {web.wait_ok('/api/health'):.1f} s; workers {web.worker_pids()}", flush=True)
         job_env = {**os.environ, **env, "MARKET_DATA_SOURCE": "binance", "BINANCE_BASE_URL": market.url,
+                   "FEAR_GREED_REFRESH": "0",
                    "REFRESH_ASSETS": ",".join(assets)}
 
         seconds = args.minutes * 60

@@ -7,6 +7,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MARKET_SOURCES = ("binance", "coingecko", "csv")
+SENTIMENT_SOURCE = "fear-greed"  # ingest's --source for the Fear & Greed Index (daily, not candles)
 
 
 def _env(environ, name, default):
@@ -66,6 +67,9 @@ class Config:
             else "https://api.coingecko.com/api/v3"
         )
         self.COINGECKO_BASE_URL = _env(env, "COINGECKO_BASE_URL", default_cg)
+        # The Fear & Greed Index (market/fear_greed.py); the refresh job keeps it current unless FEAR_GREED_REFRESH=0.
+        self.FEAR_GREED_BASE_URL = _env(env, "FEAR_GREED_BASE_URL", "https://api.alternative.me")
+        self.FEAR_GREED_REFRESH = _bool(env, "FEAR_GREED_REFRESH", True)
         self._http(env)
         self.MAX_DATA_AGE_HOURS = _float(env, "MAX_DATA_AGE_HOURS", 6)
         # With a live source each worker's background refresh looks for new closed candles this often

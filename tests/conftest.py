@@ -40,13 +40,27 @@ def eth_candles(data_dir) -> pd.DataFrame:
     return CsvSource(data_dir).fetch("ethereum", end=DATA_END).candles
 
 
+@pytest.fixture(scope="session")
+def fear_greed_csv(data_dir) -> Path:
+    path = data_dir.parent / "sentiment" / "fear_greed.csv"
+    if not path.is_file():
+        pytest.fail(f"shared sentiment data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fear_greed_rows(fear_greed_csv) -> pd.DataFrame:
+    return pd.read_csv(fear_greed_csv)
+
+
 @pytest.fixture()
-def fake_market(btc_candles, eth_candles):
-    """Binance and CoinGecko look-alike on 127.0.0.1 serving the last ~120 days of BTC and ETH."""
+def fake_market(btc_candles, eth_candles, fear_greed_rows):
+    """Binance, CoinGecko and Fear & Greed look-alike on 127.0.0.1: BTC and ETH since 2021-06, the index to now."""
     cut = pd.Timestamp("2021-06-01T00:00:00Z")
     pairs = {"BTCUSDT": btc_candles[btc_candles["open_time"] >= cut].reset_index(drop=True),
              "ETHUSDT": eth_candles[eth_candles["open_time"] >= cut].reset_index(drop=True)}
-    market = FakeMarket(pairs, {"bitcoin": "BTCUSDT", "ethereum": "ETHUSDT"}, FAKE_NOW_MS).start()
+    market = FakeMarket(pairs, {"bitcoin": "BTCUSDT", "ethereum": "ETHUSDT"}, FAKE_NOW_MS,
+                        fear_greed=fear_greed_rows).start()
     yield market
     market.stop()
 
@@ -56,6 +70,7 @@ def test_config(fake_market, tmp_path):
     return TestConfig(
         BINANCE_BASE_URL=fake_market.url,
         COINGECKO_BASE_URL=fake_market.url,
+        FEAR_GREED_BASE_URL=fake_market.url,
         DATABASE_URL=f"sqlite:///{tmp_path / 'test.db'}",
     )
 

@@ -17,7 +17,7 @@ from crypto_predictor.cli.train import MODEL_CHOICES, format_summary
 from crypto_predictor.config import MARKET_SOURCES
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.storage.lock import JobLock, JobLocked
-from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, summary_line
+from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, refresh_sentiment, summary_line
 from crypto_predictor.jobs.retrain import decide, plan
 from crypto_predictor.jobs.verify import format_table, run_verify
 from crypto_predictor.market import get_source
@@ -53,11 +53,13 @@ def refresh(source, data_dir, interval, initial_days, now, database_url):
             if not assets:
                 raise click.ClickException(f"no assets to refresh from {name} (set REFRESH_ASSETS)")
             results = run_refresh(src, store, assets, interval=interval, now=now, initial_days=initial_days)
+            sentiment_line = refresh_sentiment(config, name, data_dir, store, now)
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc
     for result in results:
         click.echo(result.line())
     click.echo(summary_line(results, time.perf_counter() - started))
+    click.echo(sentiment_line)
     if any(r.error for r in results):
         sys.exit(1)  # cron sees the failure; the other assets were still refreshed
 

@@ -5,6 +5,10 @@ empty store), and nothing opening later than ``now - interval`` is asked for or 
 candle still forming is never stored. The store's upsert skips rows it already holds, so a
 repeated run inserts nothing. One asset failing (provider down, no csv file) is reported and
 does not stop the others.
+
+The Fear & Greed Index is caught up the same way after the candles (``refresh_sentiment``): from
+its API with a live market source, from the data directory's ``fear_greed.csv`` with csv, never
+when FEAR_GREED_REFRESH is off. Its failure is one line and does not fail the job.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crypto_predictor.errors import CryptoPredictorError, InvalidInput
+from crypto_predictor.market import fear_greed
 from crypto_predictor.market.ingest import catch_up
+from crypto_predictor.market.sentiment import SentimentStore, catch_up_limit, ingest_sentiment
 from crypto_predictor.timeutil import to_utc
 from crypto_predictor.symbols import core_ids, resolve, supported_ids
 
@@ -73,3 +79,25 @@ def summary_line(results: list[AssetRefresh], seconds: float) -> str:
     failed = len(results) - len(ok)
     return (f"refreshed {len(ok)}/{len(results)} asset(s): {inserted} inserted, {updated} updated"
             f"{f', {failed} failed' if failed else ''} in {seconds:.2f}s")
+
+
+def refresh_sentiment(config, source_name: str, data_dir, store, now=None, clock=None) -> str:
+    """Catch the stored Fear & Greed Index up; one line saying what happened (or why not)."""
+    if not config.FEAR_GREED_REFRESH:
+        return f"{fear_greed.INDEX:<12} skipped (FEAR_GREED_REFRESH is off)"
+    now = pd.Timestamp.now(tz="UTC") if now is None else to_utc(now)
+    target = SentimentStore(store.engine)
+    try:
+        if source_name == "csv":
+            result = fear_greed.read_csv(data_dir or config.MARKET_DATA_DIR)
+            result.frame = fear_greed.closed_days(result.frame, now)
+        else:
+            source = fear_greed.FearGreedSource(config, clock=clock or (lambda: now.timestamp()))
+            result = source.fetch(catch_up_limit(target, now))
+        report = ingest_sentiment(result, target)
+    except CryptoPredictorError as exc:
+        return f"{fear_greed.INDEX:<12} FAILED {exc.message}"
+    span = "no days" if report.first is None else f"{report.first:%Y-%m-%d} .. {report.last:%Y-%m-%d}"
+    rejected = sum(report.rejected.values())
+    return (f"{fear_greed.INDEX:<12} 1d [{report.source}] received {report.received}, inserted {report.inserted}, "
+            f"rejected {rejected}, missing days {sum(m[2] for m in report.missing_days)}, {span}")

@@ -2,7 +2,8 @@
 
 - ``candles``: hourly (and other interval) candles, unique on (asset, interval, open_time);
 - ``prediction_log``: every served prediction, later given its realised price;
-- ``job_locks``: one row per running cron job.
+- ``job_locks``: one row per running cron job;
+- ``sentiment``: daily index values (the Fear & Greed Index), unique on (index_name, day).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ job_locks = Table(
     Column("owner", String(200), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+sentiment = Table(
+    "sentiment",
+    metadata,
+    Column("index_name", String(32), nullable=False),
+    Column("day", DateTime(timezone=True), nullable=False),  # 00:00 UTC of the day the value is for
+    Column("value", Float(53), nullable=False),
+    Column("classification", String(32)),
+    Column("source", String(16), nullable=False),
+    PrimaryKeyConstraint("index_name", "day", name="pk_sentiment"),
 )
 
 

@@ -20,6 +20,7 @@ MID_HOUR = pd.Timestamp("2021-09-30T23:30:00Z")  # the 23:00 candle is still for
 def env(tmp_path, fake_market):
     return {"DATABASE_URL": f"sqlite:///{tmp_path / 'refresh.db'}", "MARKET_DATA_SOURCE": "binance",
             "BINANCE_BASE_URL": fake_market.url, "COINGECKO_BASE_URL": fake_market.url,
+            "FEAR_GREED_BASE_URL": fake_market.url,
             "REFRESH_ASSETS": "bitcoin,ETH", "HTTP_RETRIES": "0", "HTTP_BACKOFF": "0.01"}
 
 

@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 standing in for Binance and CoinGecko.
+"""A real HTTP server on 127.0.0.1 standing in for Binance, CoinGecko and alternative.me's Fear & Greed API.
 
 It serves payloads in the providers' own shapes built from the shared candles,
 and can be told to misbehave (429 with Retry-After, 5xx, 418, slow answers,
@@ -32,7 +32,10 @@ def klines_from_candles(candles: pd.DataFrame) -> list[list]:
 
 
 class FakeMarket:
-    def __init__(self, candles_by_pair: dict[str, pd.DataFrame], coingecko_ids: dict[str, str], now_ms: int):
+    def __init__(self, candles_by_pair: dict[str, pd.DataFrame], coingecko_ids: dict[str, str], now_ms: int,
+                 fear_greed: pd.DataFrame | None = None):
+        # Rows of the shared fear_greed.csv (timestamp, value, value_classification) up to now.
+        self.fear_greed = fear_greed
         self.klines = {pair: klines_from_candles(df) for pair, df in candles_by_pair.items()}
         self.candles = {cid: candles_by_pair[pair] for cid, pair in coingecko_ids.items() if pair in candles_by_pair}
         self.now_ms = now_ms
@@ -104,6 +107,23 @@ class FakeMarket:
         vols = [[int(t + j), float(v)] for t, j, v in zip(t_close, jitter, vol24)]
         return 200, {"prices": prices, "market_caps": [], "total_volumes": vols}
 
+    def fng(self, q):
+        """alternative.me's /fng/: newest first, ``limit`` entries (0: all), values as strings; the day in
+        progress comes with ``time_until_update`` as the real API's does."""
+        if self.fear_greed is None:
+            return 404, {"error": "no fear and greed data"}
+        try:
+            limit = int(q.get("limit", 1))
+        except ValueError:
+            return 200, {"name": "Fear and Greed Index", "data": [], "metadata": {"error": "Invalid limit"}}
+        rows = self.fear_greed[self.fear_greed["timestamp"] * 1000 <= self.now_ms].iloc[::-1]
+        rows = rows if limit == 0 else rows.head(limit)
+        data = [{"value": str(int(r.value)), "value_classification": r.value_classification,
+                 "timestamp": str(int(r.timestamp))} for r in rows.itertuples()]
+        if data:
+            data[0]["time_until_update"] = str(86_400 - (self.now_ms // 1000) % 86_400)
+        return 200, {"name": "Fear and Greed Index", "data": data, "metadata": {"error": None}}
+
     def _handler(self):
         market = self
 
@@ -150,6 +170,8 @@ class FakeMarket:
                                           fault.get("headers"))
                 if parsed.path == "/api/v3/klines":
                     return self._send(*market.binance_klines(q))
+                if parsed.path in ("/fng", "/fng/"):
+                    return self._send(*market.fng(q))
                 parts = parsed.path.strip("/").split("/")
                 if len(parts) == 3 and parts[0] == "coins" and parts[2] == "market_chart":
                     return self._send(*market.coingecko_chart(parts[1], q))
