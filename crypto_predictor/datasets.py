@@ -56,6 +56,7 @@ class Dataset:
     y: pd.Series
     close: pd.Series  # close at each row of X
     context: list  # context asset names used in the features
+    sentiment: bool = False  # the Fear & Greed features are among the columns
 
     @property
     def step(self) -> pd.Timedelta:
@@ -78,16 +79,19 @@ def context_usable(n_candles: int) -> bool:
     return n_candles > WARMUP
 
 
-def feature_frame(candles: pd.DataFrame, context_candles: dict, bar: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(features, bars) on the bar grid; ``context_candles`` maps name -> hourly candles."""
+def feature_frame(candles: pd.DataFrame, context_candles: dict, bar: str,
+                  sentiment: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, bars) on the bar grid; ``context_candles`` maps name -> hourly candles; ``sentiment``:
+    the Fear & Greed value by day when the features include it."""
     ctx = {name: bars(frame, bar) for name, frame in context_candles.items() if context_usable(len(frame))}
-    return features_from_bars(bars(candles, bar), ctx)
+    return features_from_bars(bars(candles, bar), ctx, sentiment)
 
 
-def features_from_bars(own: pd.DataFrame, context_bars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def features_from_bars(own: pd.DataFrame, context_bars: dict,
+                       sentiment: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``feature_frame`` from bars already made (serving reuses a context asset's bars across pairs);
     ``context_bars`` holds only usable context assets."""
-    return build_features(own, context_bars), own
+    return build_features(own, context_bars, sentiment), own
 
 
 def load_candles(store, asset: str, start=None, end=None) -> pd.DataFrame:
@@ -103,14 +107,15 @@ def market_candles(store, assets, end=None) -> pd.DataFrame:
 
 
 def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=None, context_assets=None,
-                  context_frames=None, bar: str | None = None) -> Dataset:
+                  context_frames=None, bar: str | None = None, sentiment: pd.Series | None = None) -> Dataset:
     """Features and targets for one asset and timeframe from the store.
 
     ``days`` keeps the newest N days of rows (features still use the history before them);
     ``end`` ignores candles after it (for reproducible re-tests); ``context_assets``: the
     cross-asset context (default ``context_asset(asset)``; global models pass ``GLOBAL_CONTEXT``);
     ``context_frames``: further context series already made (name -> hourly frame with ``close``);
-    ``bar``: "1h" or "1d" instead of the timeframe's own (``bar_for``; benches compare the two).
+    ``bar``: "1h" or "1d" instead of the timeframe's own (``bar_for``; benches compare the two);
+    ``sentiment``: the Fear & Greed value by UTC day, to add its features (causal, never drops a row).
     """
     asset = resolve(symbol).id
     bar = bar_for(timeframe) if bar is None else bar
@@ -126,7 +131,7 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
             context[ctx_name] = ctx
     for ctx_name, ctx in (context_frames or {}).items():
         context[ctx_name] = ctx if end is None else ctx[ctx.index <= parse_time(end, "end")]
-    X, own = feature_frame(candles, context, bar)
+    X, own = feature_frame(candles, context, bar, sentiment)
     y = make_target(own["close"], h)
     ok = X.notna().all(axis=1).to_numpy() & y.notna().to_numpy()
     if days is not None:
@@ -136,4 +141,4 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
                            asset=asset, timeframe=timeframe)
     rows = np.flatnonzero(ok)
     return Dataset(asset, timeframe, bar, h, X.iloc[rows], y.iloc[rows], own["close"].iloc[rows],
-                   sorted(k for k in context if context_usable(len(context[k]))))
+                   sorted(k for k in context if context_usable(len(context[k]))), sentiment is not None)

@@ -24,6 +24,7 @@ import pandas as pd
 import talib
 
 from crypto_predictor.errors import InvalidInput
+from crypto_predictor.sentiment_features import SENTIMENT_FEATURES, sentiment_features
 
 RETURN_LAGS = (1, 3, 6, 12, 24, 72, 168)
 SMA_WINDOWS = (12, 24, 72, 168)
@@ -69,13 +70,13 @@ def context_feature_names(name: str) -> list[str]:
             + [f"ctx_{name}_rvol_{CONTEXT_RVOL_WINDOW}"])
 
 
-def feature_names(context_names=()) -> list[str]:
+def feature_names(context_names=(), sentiment: bool = False) -> list[str]:
     """Column order of ``build_features`` for these context names (sorted, so
-    the order never depends on how a caller ordered its dict)."""
+    the order never depends on how a caller ordered its dict), sentiment last."""
     names = list(FEATURE_NAMES)
     for name in _sorted_context_names(context_names):
         names += context_feature_names(name)
-    return names
+    return names + (SENTIMENT_FEATURES if sentiment else [])
 
 
 def _sorted_context_names(names) -> list[str]:
@@ -218,13 +219,15 @@ def _median_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     return (index[1:] - index[:-1]).median()  # not asi8: its unit follows the index resolution
 
 
-def build_features(candles: pd.DataFrame, context: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def build_features(candles: pd.DataFrame, context: dict[str, pd.DataFrame] | None = None,
+                   sentiment: pd.Series | None = None) -> pd.DataFrame:
     """Feature matrix (float64, columns ``feature_names(context)``) on the candles' index.
 
     ``candles``: open/high/low/close/volume indexed by UTC open time, oldest
     first, ideally ``regularize``-d; an optional bool ``outlier`` column clips
     flagged rows' high/low for range indicators. ``context``: name -> another
-    asset's candles (at least ``close``), aligned backwards only. The first
+    asset's candles (at least ``close``), aligned backwards only. ``sentiment``:
+    the Fear & Greed value by UTC day (``sentiment_features``; never NaN). The first
     ``WARMUP`` rows contain NaN; callers drop NaN rows. Inputs are not modified.
     """
     _check_frame(candles, "candles", columns=PRICE_COLUMNS + ("volume",))
@@ -233,7 +236,11 @@ def build_features(candles: pd.DataFrame, context: dict[str, pd.DataFrame] | Non
     tolerance = CONTEXT_MAX_STALE_CANDLES * _median_step(candles.index)
     for name in _sorted_context_names(context):
         columns.update(_context_features(name, context[name], candles.index, tolerance))
-    names = feature_names(context)
+    if sentiment is not None:
+        step = _median_step(candles.index)
+        columns.update(sentiment_features(candles.index, step if step > pd.Timedelta(0) else pd.Timedelta("1h"),
+                                          sentiment))
+    names = feature_names(context, sentiment is not None)
     return pd.DataFrame({n: columns[n] for n in names}, index=candles.index, dtype="float64")
 
 

@@ -14,8 +14,10 @@ from sqlalchemy.engine import make_url
 from crypto_predictor.config import Config
 from crypto_predictor.datasets import GLOBAL_CONTEXT, context_asset
 from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.market import fear_greed
 from crypto_predictor.market.csvdir import CsvSource
 from crypto_predictor.market.ingest import ingest_asset
+from crypto_predictor.market.sentiment import SentimentStore, ingest_sentiment
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.symbols import core_ids, resolve, supported_ids
 from crypto_predictor.timeutil import to_utc
@@ -68,8 +70,9 @@ def stored_assets(store) -> list[str]:
     return [a for a in supported_ids() if a in stored]
 
 
-def ingest_csv(store, data_dir, symbols) -> list[str]:
-    """Ingest ``symbols`` (and their context assets) from a CSV directory; returns the wanted assets."""
+def ingest_csv(store, data_dir, symbols, sentiment: bool = False) -> list[str]:
+    """Ingest ``symbols`` (and their context assets) from a CSV directory, and with ``sentiment`` the
+    Fear & Greed file beside it; returns the wanted assets."""
     source = CsvSource(data_dir)
     have = source.available("1h")
     wanted = resolve_symbols(symbols, have)
@@ -80,6 +83,10 @@ def ingest_csv(store, data_dir, symbols) -> list[str]:
         report = ingest_asset(source, store, asset)
         click.echo(f"ingested {asset}: {report.inserted} new, {report.updated} updated, "
                    f"{report.validation.rejected_total} rejected", err=True)
+    if sentiment:
+        report = ingest_sentiment(fear_greed.read_csv(data_dir), SentimentStore(store.engine))
+        click.echo(f"ingested {report.index}: {report.inserted} new days, {sum(report.rejected.values())} rejected",
+                   err=True)
     return wanted
 
 

@@ -16,6 +16,7 @@ from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.registry.bundle import open_bundle_dir
 from crypto_predictor.registry.catalog import open_bundle
 from crypto_predictor.registry.versions import version_number
+from crypto_predictor.sentiment_features import uses_sentiment
 from crypto_predictor.symbols import TIMEFRAMES
 from crypto_predictor.timeutil import parse_time
 from crypto_predictor.training.retest import evaluate_bundle, report, select_pairs
@@ -94,7 +95,8 @@ def evaluate_command(version, model_path, models_dir, data_dir, symbols, timefra
         pairs = select_pairs(bundle, symbols, timeframes)
         _, store = open_store(database_url)
         if data_dir:
-            ingest_csv(store, data_dir, list(dict.fromkeys(a for a, _ in pairs)))
+            ingest_csv(store, data_dir, list(dict.fromkeys(a for a, _ in pairs)),
+                       sentiment=uses_sentiment(bundle.manifest.get("features", ())))
         evaluations = evaluate_bundle(bundle, store, pairs, start, end)
         doc = report(bundle, evaluations, start, end)
     except CryptoPredictorError as exc:

@@ -63,8 +63,11 @@ def format_summary(results) -> list[str]:
                    "timeframe the one that measured better (README).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="(asset, timeframe) trainings run in parallel through joblib.")
+@click.option("--sentiment", is_flag=True,
+              help="Add the Fear & Greed Index features (stored by ingest --source fear-greed; with --data-dir its "
+                   "fear_greed.csv is ingested too). Off by default: measured not to improve the forecast (README).")
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,
-                  design, jobs):
+                  design, jobs, sentiment):
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
     # late: models and scikit-learn load only for the command that trains, not for every CLI start
     from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
@@ -74,12 +77,12 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
     try:
         available = None
         if data_dir:
-            available = ingest_csv(store, data_dir, symbols)
+            available = ingest_csv(store, data_dir, symbols, sentiment=sentiment)
         assets = resolve_symbols(symbols, available or stored_assets(store))
         if not assets:
             raise click.ClickException("no candles stored; pass --data-dir or run `python -m crypto_predictor ingest`")
         options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end,
-                               design=design)
+                               design=design, sentiment=sentiment)
         started = time.perf_counter()
         with click.progressbar(length=len(assets) * len(tfs), label="training", file=sys.stderr) as bar:
             skipped = []

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import and_, bindparam, func, select, update
 
+from crypto_predictor.errors import DataNotFound
 from crypto_predictor.market.fear_greed import INDEX, SentimentResult
 from crypto_predictor.storage.tables import sentiment
 from crypto_predictor.timeutil import to_utc
@@ -183,3 +184,12 @@ def catch_up_limit(store: SentimentStore, now: pd.Timestamp) -> int:
     if latest is None:
         return 0
     return max(2, int((now.floor("1D") - latest) / DAY) + 2)
+
+
+def stored_series(engine) -> pd.Series:
+    """Every stored Fear & Greed value by day, for features that use it; none stored is a clear error."""
+    values = SentimentStore(engine).load()
+    if values.empty:
+        raise DataNotFound("no Fear & Greed Index values stored: run ingest --source fear-greed "
+                           "(--data-dir ../shared/data for the shared file)")
+    return values

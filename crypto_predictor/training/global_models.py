@@ -21,6 +21,7 @@ import pandas as pd
 
 from crypto_predictor.datasets import GLOBAL_CONTEXT, Dataset, build_dataset
 from crypto_predictor.errors import InsufficientData, InvalidInput
+from crypto_predictor.market.sentiment import stored_series
 from crypto_predictor.training.scoring import (
     BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, score_pair)
 
@@ -90,10 +91,11 @@ def fit_global(datasets: dict, kind: str, options: TrainOptions):
 def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tuple[dict, list]:
     """(asset -> Dataset on the global columns, [Skipped]) for the assets with enough rows."""
     datasets, skipped = {}, []
+    sentiment = stored_series(store.engine) if options.sentiment else None
     for asset in assets:
         try:
             datasets[asset] = build_dataset(store, asset, timeframe, days=options.days, end=options.end,
-                                            context_assets=GLOBAL_CONTEXT)
+                                            context_assets=GLOBAL_CONTEXT, sentiment=sentiment)
         except InsufficientData as exc:
             skipped.append(Skipped(asset, timeframe, exc.message))
     columns = {tuple(ds.X.columns) for ds in datasets.values()}

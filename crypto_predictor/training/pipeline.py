@@ -14,6 +14,7 @@ from pathlib import Path
 
 from crypto_predictor.datasets import GLOBAL_CONTEXT, build_dataset
 from crypto_predictor.errors import InsufficientData
+from crypto_predictor.market.sentiment import stored_series
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
@@ -24,7 +25,8 @@ from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the
 
 def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
     """Evaluate, fit and (when ``out_dir`` is given) save every requested kind for one pair."""
-    ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end)
+    ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end,
+                       sentiment=stored_series(store.engine) if options.sentiment else None)
     return score_pair(ds, options, out_dir, lambda kind: lambda: make_model(kind, options, ds.horizon),
                       lambda kind: make_model(kind, options, ds.horizon).fit(ds.X, ds.y))
 

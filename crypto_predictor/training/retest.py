@@ -30,8 +30,10 @@ import pandas as pd
 from crypto_predictor.calibration import DEFAULT_LEVELS, direction_score, level_key, rolling_intervals
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import DataNotFound
+from crypto_predictor.market.sentiment import stored_series
 from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, KindArtifacts, PairArtifacts, bundle_pairs, read_pair
 from crypto_predictor.registry.bundle import Bundle
+from crypto_predictor.sentiment_features import uses_sentiment
 from crypto_predictor.symbols import check_timeframe, resolve
 from crypto_predictor.timeutil import parse_time
 from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
@@ -192,7 +194,9 @@ class _Rows:
 
 
 def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
-    ds = build_dataset(store, pair.asset, pair.timeframe, end=end, context_assets=pair.context or None)
+    sentiment = stored_series(store.engine) if uses_sentiment(pair.features) else None
+    ds = build_dataset(store, pair.asset, pair.timeframe, end=end, context_assets=pair.context or None,
+                       sentiment=sentiment)
     missing = [f for f in pair.features if f not in ds.X.columns]
     if missing:
         ctx = ", ".join(pair.context) or "none"

@@ -63,6 +63,7 @@ class TrainOptions:
     end: str | None = None
     design: str = "pair"  # "pair": per (asset, timeframe); "global": pooled per (timeframe, kind); "auto": AUTO_DESIGN
     # (global where the global context assets are stored, else pair)
+    sentiment: bool = False  # add the Fear & Greed features (sentiment_features); measured, not on by default
 
 
 @dataclass
