@@ -1,4 +1,4 @@
-"""GET endpoints of /api/v1: analysis, models, model performance, symbols, prediction history."""
+"""GET endpoints of /api/v1: analysis, sentiment, models, model performance, symbols, prediction history."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from flask import Blueprint, current_app, jsonify
 from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
 from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
-from crypto_predictor.api.schemas import Analysis, AnalysisQuery, Generic, HistoryQuery, SymbolPath, VersionPath
+from crypto_predictor.api.schemas import (Analysis, AnalysisQuery, Generic, HistoryQuery, Sentiment, SentimentQuery,
+                                          SymbolPath, VersionPath)
 from crypto_predictor.errors import DataNotFound
 from crypto_predictor.serving.analysis import analyse, history_hours
+from crypto_predictor.serving.sentiment import newest_day, sentiment_window
 from crypto_predictor.symbols import ASSETS, INTERVALS_MS, TIMEFRAMES, resolve
 
 bp = Blueprint("info", __name__)
@@ -28,7 +30,8 @@ def _ok(data, started: float, **metadata):
            description="`days` counts back from the newest stored candle, not from today (the store may end in "
                        "the past). Hourly candles are resampled to 4h or 1d bars (UTC-aligned, complete bars "
                        "only). The BUY/SELL/HOLD signal is a net vote of RSI, MACD, SMA trend, EMA cross and "
-                       "Bollinger bands on the last bar; it describes the chart and is not a forecast.",
+                       "Bollinger bands on the last bar; it describes the chart and is not a forecast. `sentiment`: "
+                       "the Fear & Greed Index as published by data_as_of, over the same days.",
            query=AnalysisQuery, path=SymbolPath, response=Analysis,
            errors={400: "Unknown interval (lists the valid ones)", 404: "Unknown symbol, or no candles stored for it",
                    422: "days is not an integer from 1 to 365"})
@@ -42,7 +45,9 @@ def analysis(symbol: str, query: AnalysisQuery):
     newest = store.latest_time(asset, "1h")
     if newest is None:
         raise DataNotFound(f"no candles stored for {asset}; run ingest first", asset=asset)
-    key = cache_key("analysis", (asset, interval, days, newest.isoformat()))
+    as_of = newest + pd.Timedelta(hours=1)
+    fg_day = newest_day(store.engine, as_of)
+    key = cache_key("analysis", (asset, interval, days, newest.isoformat(), fg_day and fg_day.isoformat()))
     data = cache_get(key)
     hit = data is not None
     if cache_enabled():
@@ -50,10 +55,26 @@ def analysis(symbol: str, query: AnalysisQuery):
     if not hit:
         start = newest - pd.Timedelta(hours=history_hours(interval, days) - 1)
         result = analyse(store.load(asset, "1h", start), interval, days)
-        data = {"symbol": asset, "data_as_of": (newest + pd.Timedelta(hours=1)).isoformat(), **result}
+        data = {"symbol": asset, "data_as_of": as_of.isoformat(), **result,
+                "sentiment": sentiment_window(store.engine, days, as_of)}
         cache_set(key, data, "1h")
     note(cache_hit=hit)
     return _ok(data, started, cache_hit=hit)
+
+
+@bp.get("/sentiment")
+@operation(summary="The Crypto Fear & Greed Index: current value, class and the daily series", tags=("analysis",),
+           description="Daily values (0-100) from alternative.me, oldest first, up to the newest stored day; a day's "
+                       "value counts as published at 00:00 UTC of the next day. Classes: 0-25 Extreme Fear, 26-46 "
+                       "Fear, 47-54 Neutral, 55-75 Greed, 76-100 Extreme Greed.",
+           query=SentimentQuery, response=Sentiment,
+           errors={404: "No index values stored yet", 422: "days is not an integer from 1 to 3650"})
+def sentiment(query: SentimentQuery):
+    started = time.perf_counter()
+    data = sentiment_window(current_app.extensions["candle_store"].engine, query.days)
+    if data is None:
+        raise DataNotFound("no Fear & Greed Index values stored yet; run ingest --source fear-greed")
+    return _ok(data, started)
 
 
 @bp.get("/models")

@@ -30,6 +30,8 @@ ANALYSIS_DAYS = (1, 365)
 DEFAULT_ANALYSIS_DAYS = 30
 DEFAULT_INTERVAL = "1d"
 HISTORY_LIMIT = (1, 500)
+SENTIMENT_DAYS = (1, 3650)
+DEFAULT_SENTIMENT_DAYS = 30
 DEFAULT_HISTORY_LIMIT = 50
 
 
@@ -111,6 +113,11 @@ class AnalysisQuery(_Request):
     days: Annotated[int, Field(ge=ANALYSIS_DAYS[0], le=ANALYSIS_DAYS[1]), _query_int(DEFAULT_ANALYSIS_DAYS)] = Field(
         DEFAULT_ANALYSIS_DAYS, description="Days of history, counted back from the newest candle")
     interval: Interval = Field(DEFAULT_INTERVAL, description="Bar length")
+
+
+class SentimentQuery(_Request):
+    days: Annotated[int, Field(ge=SENTIMENT_DAYS[0], le=SENTIMENT_DAYS[1]), _query_int(DEFAULT_SENTIMENT_DAYS)] = Field(
+        DEFAULT_SENTIMENT_DAYS, description="Days of the index, counted back from its newest stored day")
 
 
 class HistoryQuery(_Request):
@@ -259,6 +266,38 @@ class Window(BaseModel):
     end: str
 
 
+class SentimentDay(BaseModel):
+    date: str = Field(json_schema_extra={"format": "date"}, examples=["2023-12-31"])
+    value: float = Field(ge=0, le=100, examples=[67])
+    classification: Optional[str] = Field(examples=["Greed"])
+
+
+class SentimentCurrent(SentimentDay):
+    published_at: str = Field(json_schema_extra={"format": "date-time"},
+                              description="When the day's value counts as published (00:00 UTC of the next day)")
+
+
+class SentimentData(BaseModel):
+    index: Literal["fear_greed"]
+    name: str
+    source: str
+    scale: str
+    days: int
+    current: SentimentCurrent
+    series: list[SentimentDay] = Field(description="Oldest first; days the index has no value for are absent")
+    missing_days: int = Field(description="Days without a value inside the series' span")
+
+
+class SentimentMetadata(BaseModel):
+    processing_time: float
+
+
+class Sentiment(BaseModel):
+    status: Literal["success"]
+    data: SentimentData
+    metadata: SentimentMetadata
+
+
 class AnalysisData(BaseModel):
     symbol: str
     interval: Literal["1h", "4h", "1d"]
@@ -271,6 +310,8 @@ class AnalysisData(BaseModel):
                     "macd_signal, macd_hist, bb_upper, bb_middle, bb_lower")
     summary: Summary
     signal: Signal
+    sentiment: Optional[SentimentData] = Field(
+        description="The Fear & Greed Index as known at data_as_of, over the same days; null when none is stored")
 
 
 class AnalysisMetadata(BaseModel):

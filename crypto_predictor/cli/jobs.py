@@ -52,8 +52,9 @@ def refresh(source, data_dir, interval, initial_days, now, database_url):
             assets = configured_assets(config, name, src, interval)
             if not assets:
                 raise click.ClickException(f"no assets to refresh from {name} (set REFRESH_ASSETS)")
-            results = run_refresh(src, store, assets, interval=interval, now=now, initial_days=initial_days)
+            # The index first: a worker building features for the new candles then finds its newest day.
             sentiment_line = refresh_sentiment(config, name, data_dir, store, now)
+            results = run_refresh(src, store, assets, interval=interval, now=now, initial_days=initial_days)
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc
     for result in results:

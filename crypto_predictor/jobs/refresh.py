@@ -6,7 +6,7 @@ candle still forming is never stored. The store's upsert skips rows it already h
 repeated run inserts nothing. One asset failing (provider down, no csv file) is reported and
 does not stop the others.
 
-The Fear & Greed Index is caught up the same way after the candles (``refresh_sentiment``): from
+The Fear & Greed Index is caught up the same way, before the candles (``refresh_sentiment``): from
 its API with a live market source, from the data directory's ``fear_greed.csv`` with csv, never
 when FEAR_GREED_REFRESH is off. Its failure is one line and does not fail the job.
 """

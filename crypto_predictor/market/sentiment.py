@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, inspect, select, update
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from crypto_predictor.errors import DataNotFound
 from crypto_predictor.market.fear_greed import INDEX, SentimentResult
@@ -154,19 +155,29 @@ class SentimentStore:
         """Values by UTC day (float), oldest first."""
         return self.frame(start, end)["value"]
 
+    def _rows(self, query) -> list:
+        """The query's rows; none when the table does not exist yet (a store made before it, read by a
+        process that does not create tables), any other database failure raised as it is."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).all()
+        except (OperationalError, ProgrammingError):
+            if inspect(self.engine).has_table(sentiment.name):
+                raise
+            return []
+
     def frame(self, start=None, end=None) -> pd.DataFrame:
         """value and classification by UTC day, oldest first."""
         c = sentiment.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(self._select(c.day, c.value, c.classification, start=start, end=end)
-                                .order_by(c.day)).all()
+        rows = self._rows(self._select(c.day, c.value, c.classification, start=start, end=end).order_by(c.day))
         index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="day").as_unit("ns")
         return pd.DataFrame({"value": np.array([r[1] for r in rows], dtype="float64"),
                              "classification": [r[2] for r in rows]}, index=index)
 
-    def latest_day(self):
-        with self.engine.connect() as conn:
-            value = conn.execute(self._select(func.max(sentiment.c.day))).scalar()
+    def latest_day(self, end=None):
+        """The newest stored day (at or before ``end`` when given), or None."""
+        rows = self._rows(self._select(func.max(sentiment.c.day), end=end))
+        value = rows[0][0] if rows else None
         return None if value is None else to_utc(value)
 
 

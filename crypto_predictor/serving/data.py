@@ -36,11 +36,13 @@ from sqlalchemy import func, select
 
 from crypto_predictor.errors import DataUnavailable, InvalidInput
 from crypto_predictor.datasets import bars as make_bars, context_usable
+from crypto_predictor.market.sentiment import SentimentStore
 from crypto_predictor.storage.tables import candles
 from crypto_predictor.symbols import TIMEFRAMES
 from crypto_predictor.timeutil import iso, to_utc
 
 INTERVAL = "1h"
+SENTIMENT_TTL = 60.0
 
 
 class ServingData:
@@ -55,6 +57,7 @@ class ServingData:
         self._frames: dict = {}  # (asset, bar) -> (key, features, bars) of the newest candles
         self._inputs: dict = {}  # (version, asset, timeframe) -> (key, PairInputs, data_as_of, target_time)
         self._stats: dict = {}  # (version, asset, timeframe) -> (newest bar, IntervalStats | None)
+        self._sentiment = None  # (monotonic time read, the stored Fear & Greed values by day)
         self._cleared = monotonic()
 
     # ---------------------------------------------------------------- newest candle times
@@ -107,6 +110,23 @@ class ServingData:
         self._stats = {k: v for k, v in self._stats.items() if k[0] in keep}
         self._inputs = {k: v for k, v in self._inputs.items() if k[0] in keep}
 
+    def sentiment(self) -> pd.Series:
+        """The stored Fear & Greed values, re-read at most every SENTIMENT_TTL seconds (one lands a day).
+
+        A store without any gives an empty series: the features then mark the value missing (as
+        training does for a day it lacks) and the prediction goes on."""
+        now = self._monotonic()
+        if self._sentiment is None or now - self._sentiment[0] >= SENTIMENT_TTL:
+            self._sentiment = (now, SentimentStore(self.store.engine).load())
+        return self._sentiment[1]
+
+    def sentiment_key(self, pair):
+        """What a pair's feature rows depend on besides candles: the newest stored sentiment day."""
+        if not pair.sentiment:
+            return None
+        values = self.sentiment()
+        return values.index[-1] if len(values) else None
+
     # ---------------------------------------------------------------- derived data
 
     def expired(self) -> bool:
@@ -145,8 +165,9 @@ class ServingData:
     def features(self, pair, start: pd.Timestamp, latest: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(features, bars) for the pair's window; 1h and 24h (7d and 30d) pairs of an asset share
         them, and a context asset's bars are made once for every pair using them."""
-        key = (pair.asset, pair.bar, start, tuple((a, latest[a]) for a in sorted(latest)))
-        cached = self._frames.get((pair.asset, pair.bar))
+        key = (pair.asset, pair.bar, start, tuple((a, latest[a]) for a in sorted(latest)), self.sentiment_key(pair))
+        slot = (pair.asset, pair.bar, pair.sentiment)
+        cached = self._frames.get(slot)
         if cached is None or cached[0] != key:
             own, _ = self.bars(pair.asset, pair.bar, start, latest[pair.asset])
             ctx = {}
@@ -154,12 +175,14 @@ class ServingData:
                 frame, n_candles = self.bars(name, pair.bar, start, latest[name])
                 if context_usable(n_candles):
                     ctx[name] = frame
-            cached = self._frames[(pair.asset, pair.bar)] = (key, *pair.frame_from_bars(own, ctx))
+            sentiment = self.sentiment() if pair.sentiment else None
+            cached = self._frames[slot] = (key, *pair.frame_from_bars(own, ctx, sentiment))
         return cached[1], cached[2]
 
     def pair_inputs(self, pair, latest: dict) -> tuple:
         """(PairInputs, data_as_of, target_time) of the pair's newest bar, made once per newest candle times."""
-        key = tuple((a, latest[a]) for a in sorted(latest))  # the window start follows from these
+        # the window start follows from these
+        key = (tuple((a, latest[a]) for a in sorted(latest)), self.sentiment_key(pair))
         slot = (pair.version, pair.asset, pair.timeframe)
         entry = self._inputs.get(slot)
         if entry is None or entry[0] != key:
@@ -185,7 +208,8 @@ class ServingData:
             start = pair.window_start(latest[pair.asset], span[0] - (pair.context_rows - 1) * pair.step)
             own = self.window(pair.asset, start, latest[pair.asset])
             ctx = {c: self.window(c, start, latest[c]) for c in pair.context}
-            post, scales = pair.post_training_residuals(own, ctx, *span)
+            post, scales = pair.post_training_residuals(own, ctx, *span,
+                                                        self.sentiment() if pair.sentiment else None)
         stats = pair.interval_stats(post, scales)
         self._stats[key] = (newest_bar, stats)
         return stats

@@ -32,6 +32,7 @@ from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidI
 from crypto_predictor.features import SERVING_ROWS, make_target
 from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, bundle_pairs, read_pair
 from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.sentiment_features import uses_sentiment
 
 LEVELS = ("80", "95")
 
@@ -103,13 +104,20 @@ class ServingPair:
         first = newest_open if first_bar is None else first_bar
         return first - (SERVING_ROWS - 1) * self.step
 
-    def frame(self, candles: pd.DataFrame, context: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(features, bars) from hourly candles: ``datasets.feature_frame``, as in training."""
-        return feature_frame(candles, {name: context[name] for name in self.context}, self.bar)
+    @property
+    def sentiment(self) -> bool:
+        """Whether its features include the Fear & Greed Index (it then needs the stored series)."""
+        return uses_sentiment(self.features)
 
-    def frame_from_bars(self, own: pd.DataFrame, context_bars: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def frame(self, candles: pd.DataFrame, context: dict, sentiment=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(features, bars) from hourly candles: ``datasets.feature_frame``, as in training."""
+        return feature_frame(candles, {name: context[name] for name in self.context}, self.bar,
+                             sentiment if self.sentiment else None)
+
+    def frame_from_bars(self, own: pd.DataFrame, context_bars: dict, sentiment=None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``frame`` from bars already made; ``context_bars`` holds the usable context assets only."""
-        return features_from_bars(own, {name: context_bars[name] for name in self.context if name in context_bars})
+        return features_from_bars(own, {name: context_bars[name] for name in self.context if name in context_bars},
+                                  sentiment if self.sentiment else None)
 
     def _select(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [f for f in self.features if f not in X.columns]
@@ -144,9 +152,9 @@ class ServingPair:
         return None if last < first else (first, last)
 
     def post_training_residuals(self, candles: pd.DataFrame, context: dict, first: pd.Timestamp,
-                                last: pd.Timestamp) -> tuple[np.ndarray, np.ndarray | None]:
+                                last: pd.Timestamp, sentiment=None) -> tuple[np.ndarray, np.ndarray | None]:
         """Residuals (realised minus predicted log return) and their scales for rows first..last."""
-        X, own = self.frame(candles, context)
+        X, own = self.frame(candles, context, sentiment)
         X = self._select(X)
         y = make_target(own["close"], self.horizon)
         scale = self.conformal.scale(own["close"].to_numpy(dtype=float))

@@ -135,7 +135,7 @@ def test_an_unreachable_api_is_unavailable_not_a_hang():
         source.fetch(3)
 
 
-def test_refresh_catches_the_index_up_after_the_candles(env, fake_market):
+def test_refresh_catches_the_index_up_with_the_candles(env, fake_market):
     job = dict(env, MARKET_DATA_SOURCE="binance", BINANCE_BASE_URL=fake_market.url, REFRESH_ASSETS="bitcoin")
     run = CliRunner().invoke(cli, ["refresh", "--initial-days", "2", "--as-of", FAKE_NOW.isoformat()], env=job)
     assert run.exit_code == 0, run.output

@@ -132,7 +132,7 @@ def test_serving_features_and_prediction_match_training_on_full_history(service,
     X_full, _ = feature_frame(store.load("ethereum"), {"bitcoin": store.load("bitcoin")}, "1h")
     full_tail = X_full[pair.features].iloc[-pair.context_rows:]
     service.predict("ethereum", "24h")
-    served = service.data._frames[("ethereum", "1h")]
+    served = service.data._frames[("ethereum", "1h", False)]  # (asset, bar, with sentiment)
     inputs = pair.inputs(served[1], served[2])
     assert list(inputs.X_tail.columns) == pair.features
     np.testing.assert_allclose(inputs.X_tail.to_numpy(), full_tail.to_numpy(), rtol=1e-3, atol=1e-6)
