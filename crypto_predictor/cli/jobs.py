@@ -131,13 +131,15 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
                                            "--timeframe and --model")
             target = "challenger and production" if promote else "challenger"
             summary = (f"{', '.join(what.assets)} x {', '.join(what.timeframes)} x {', '.join(what.kinds)}"
-                       f"{' (quick)' if quick else ''}, days={what.days or 'all'}")
+                       f"{' (quick)' if quick else ''}{' with sentiment' if what.sentiment else ''}, "
+                       f"days={what.days or 'all'}")
             if dry_run:
                 click.echo(f"dry run: would train {summary} and deploy it as {target}; nothing trained")
                 return
             click.echo(f"training {summary}", err=True)
             options = TrainOptions(kinds=tuple(what.kinds), quick=quick, seed=seed, days=what.days,
                                    end=None if now is None else now.isoformat(), design=what.design,
+                                   sentiment=what.sentiment,
                                    **({"members": what.members} if what.members else {}))
             done = train_and_deploy(config.DATABASE_URL, root, decision, what, options, promote=promote, n_jobs=jobs)
     except (JobLocked, CryptoPredictorError) as exc:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from crypto_predictor.registry.aliases import get_aliases, set_alias
 from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.sentiment_features import uses_sentiment
 from crypto_predictor.serving.live_metrics import live_accuracy
 from crypto_predictor.timeutil import iso, to_utc
 
@@ -122,6 +123,7 @@ class Plan:
     days: int | None
     design: str = "auto"  # production's design when all its timeframes share one, else "auto"
     members: tuple | None = None  # production's ensemble members (None: the default)
+    sentiment: bool = False  # production's features include the Fear & Greed Index
 
 
 def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=None, stored_assets=()) -> Plan:
@@ -135,7 +137,8 @@ def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=
                 timeframes=list(timeframes or manifest.get("timeframes") or []),
                 kinds=list(kinds or manifest.get("kinds") or []),
                 days=days if days is not None else data_range.get("days"), design=design,
-                members=tuple((manifest.get("extra") or {}).get("members") or ()) or None)
+                members=tuple((manifest.get("extra") or {}).get("members") or ()) or None,
+                sentiment=uses_sentiment(manifest.get("features") or ()))
 
 
 def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, options, promote: bool = False,

@@ -126,3 +126,11 @@ def test_a_missing_index_never_blocks_a_prediction(make_app, with_index, tmp_pat
         "/api/v1/predict", json={"symbol": "ethereum", "timeframe": "24h"})
     assert answer.status_code == 200, answer.get_json()
     assert np.isfinite(answer.get_json()["data"]["predicted_price"])
+
+
+def test_a_retrain_of_a_production_trained_with_the_index_keeps_it(with_index, quick_bundle):
+    from crypto_predictor.jobs.retrain import plan
+
+    _, models, _ = with_index
+    assert plan(models, "v1").sentiment
+    assert not plan(quick_bundle.models_dir, quick_bundle.production).sentiment
