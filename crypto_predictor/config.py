@@ -49,6 +49,9 @@ class Config:
             env, "DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'instance' / 'crypto_predictor.db'}"
         )
         self.MODELS_DIR = _env(env, "MODELS_DIR", str(PROJECT_ROOT / "improved_models"))
+        # A database every instance and job shares (registry.sql_store); MODELS_DIR is then each
+        # process's verified local copy. Empty: MODELS_DIR alone is the store.
+        self.MODEL_STORE_URL = _env(env, "MODEL_STORE_URL", "")
         self.DATABASE_STATEMENT_TIMEOUT_SECONDS = _float(env, "DATABASE_STATEMENT_TIMEOUT_SECONDS", 30)
         self.MARKET_DATA_SOURCE = _env(env, "MARKET_DATA_SOURCE", "binance").lower()
         if self.MARKET_DATA_SOURCE not in MARKET_SOURCES:

@@ -81,6 +81,13 @@ class BundleIntegrityError(CryptoPredictorError):
     code = "bundle_integrity"
 
 
+class ModelStoreUnavailable(CryptoPredictorError):
+    """The shared model store (MODEL_STORE_URL) cannot be reached or answered with an error."""
+
+    http_status = 503
+    code = "model_store_unavailable"
+
+
 class DataTooOld(CryptoPredictorError):
     """The newest candles are older than MAX_DATA_AGE_HOURS and the live source could not refresh them."""
 

@@ -185,9 +185,11 @@ class BundleWriter:
     w.finalize(...)``. Leaving the block without finalizing (or on an exception) removes the directory.
     """
 
-    def __init__(self, models_dir=None):
-        self.models_dir = models_root(models_dir)
-        self.version, self.path = allocate_version(self.models_dir)
+    def __init__(self, models_dir=None, store=None):
+        """``store`` (a ``registry.store`` backend) allocates the version when given, so versions
+        stay unique across every host sharing it; its ``publish`` is the caller's to call."""
+        self.models_dir = store.root if store is not None else models_root(models_dir)
+        self.version, self.path = store.allocate() if store is not None else allocate_version(self.models_dir)
         self.manifest: dict | None = None
 
     def path_for(self, *parts) -> Path:

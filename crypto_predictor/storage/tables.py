@@ -3,13 +3,16 @@
 - ``candles``: hourly (and other interval) candles, unique on (asset, interval, open_time);
 - ``prediction_log``: every served prediction, later given its realised price;
 - ``job_locks``: one row per running cron job;
-- ``sentiment``: daily index values (the Fear & Greed Index), unique on (index_name, day).
+- ``sentiment``: daily index values (the Fear & Greed Index), unique on (index_name, day);
+- ``model_*`` (MODEL_STORE_URL's database, ``registry.sql_store``): bundle files as blobs keyed by
+  their sha256, versions with their manifests, the files of each version, aliases, their history
+  and one state row whose revision every alias change bumps (what workers poll).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData,
-                        PrimaryKeyConstraint, String, Table)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, LargeBinary, MetaData,
+                        PrimaryKeyConstraint, String, Table, Text)
 
 metadata = MetaData()
 
@@ -76,6 +79,64 @@ sentiment = Table(
     Column("source", String(16), nullable=False),
     PrimaryKeyConstraint("index_name", "day", name="pk_sentiment"),
 )
+
+model_blobs = Table(
+    "model_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),  # allocation: the insert that wins
+    Column("version", String(16), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),  # "allocated" while training, "ready" once pushed
+    Column("allocated_at", DateTime(timezone=True), nullable=False),
+    Column("pushed_at", DateTime(timezone=True)),
+    Column("manifest", Text),  # the bundle's manifest.json, byte for byte
+    Column("manifest_sha256", String(64)),
+)
+
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("version", String(16), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    PrimaryKeyConstraint("version", "path", name="pk_model_files"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("alias", String(32), primary_key=True),
+    Column("version", String(16), nullable=False),
+)
+
+model_alias_history = Table(
+    "model_alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", String(40), nullable=False),
+    Column("alias", String(32), nullable=False),
+    Column("from_version", String(16)),
+    Column("to_version", String(16), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("by_user", String(64), nullable=False, default=""),
+)
+
+model_store_state = Table(
+    "model_store_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),  # bumped first in every alias change: it serialises them
+)
+
+MODEL_STORE_TABLES = (model_blobs, model_versions, model_files, model_aliases, model_alias_history,
+                      model_store_state)
 
 
 def init_db(engine) -> list[str]:
