@@ -1,4 +1,5 @@
-"""The deploy command: point an alias at a version, roll it back, or list the model store.
+"""The deploy command: point an alias at a version, roll it back, list the model store, or push a
+local bundle into the shared one.
 
 The command object is shared by ``deploy_model.py`` and the package's click group.
 """
@@ -12,8 +13,8 @@ import click
 
 from crypto_predictor.config import Config
 from crypto_predictor.errors import CryptoPredictorError
-from crypto_predictor.registry.aliases import ALIASES, read_aliases, rollback, set_alias
-from crypto_predictor.registry.catalog import list_versions
+from crypto_predictor.registry.aliases import ALIASES
+from crypto_predictor.registry.store import LocalStore, open_model_store
 
 # Key spellings a trainer might use for the two headline figures.
 _MASE_KEYS = ("mase", "MASE")
@@ -101,31 +102,37 @@ def format_table(rows: list[dict]) -> str:
               help="List finalized versions with created time, headline metrics and aliases.")
 @click.option("--verify", is_flag=True,
               help="With --list: re-hash every bundle and mark the ones that fail (slower).")
+@click.option("--push", "push", metavar="VERSION",
+              help="Copy a bundle of the local directory into the shared store (MODEL_STORE_URL), verified.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Model store directory. Default: $MODELS_DIR, else improved_models/.")
-def deploy_command(version, alias, do_rollback, do_list, verify, models_dir):
-    """Switch the production/challenger alias to a verified model version, roll back, or list."""
+              help="Model store directory (the local copies with a shared store). Default: $MODELS_DIR, "
+                   "else improved_models/.")
+@click.option("--store-url", default=None, help="Shared model store (default: MODEL_STORE_URL; empty: the directory).")
+def deploy_command(version, alias, do_rollback, do_list, verify, push, models_dir, store_url):
+    """Switch the production/challenger alias to a verified model version, roll back, list, or push."""
     chosen = [name for name, on in (("--version", version), ("--rollback", do_rollback),
-                                    ("--list", do_list)) if on]
+                                    ("--list", do_list), ("--push", push)) if on]
     if len(chosen) != 1:
-        raise click.ClickException("choose exactly one of --version, --rollback or --list")
+        raise click.ClickException("choose exactly one of --version, --rollback, --list or --push")
     try:
-        root = Path(Config().MODELS_DIR) if models_dir is None else models_dir
+        store = open_model_store(Path(Config().MODELS_DIR) if models_dir is None else models_dir, store_url)
+        if push:
+            return _push(store, push)
         if do_list:
-            rows = list_versions(root, verify=verify)
-            click.echo(format_table(rows) if rows else f"no finalized model versions in {root}")
-            problem = read_aliases(root)[1]
+            rows = store.list_versions(verify=verify)
+            click.echo(format_table(rows) if rows else f"no finalized model versions in {store.describe()}")
+            problem = store.read_aliases()[1]
             if problem:
                 click.echo(f"warning: {problem}; the aliases above are the ones its history last recorded",
                            err=True)
             return
         if do_rollback:
-            entry = rollback(root, alias)
+            entry = store.rollback(alias)
             if entry.get("repaired"):
                 click.echo(f"found: {entry['repaired']}; rewrote it from its history", err=True)
             click.echo(f"{alias}: {entry['from']} -> {entry['to']} (rolled back)")
             return
-        entry = set_alias(root, alias, version)
+        entry = store.set_alias(alias, version)
         if entry.get("repaired"):
             click.echo(f"found: {entry['repaired']}; rewrote it from its history", err=True)
         if entry["from"] == entry["to"] and not entry.get("repaired"):
@@ -136,3 +143,13 @@ def deploy_command(version, alias, do_rollback, do_list, verify, models_dir):
         raise click.ClickException(exc.message) from None
     except (OSError, ValueError) as exc:  # unwritable store, bad environment settings
         raise click.ClickException(str(exc).replace("\n", " ")) from None
+
+
+def _push(store, version: str) -> None:
+    if isinstance(store, LocalStore):
+        raise click.ClickException("--push needs a shared store: set MODEL_STORE_URL or pass --store-url")
+    result = store.publish(version)
+    if result["pushed"]:
+        click.echo(f"pushed {version} to {store.describe()}: {result['uploaded']} new file(s)")
+    else:
+        click.echo(f"{version} is already in {store.describe()}")

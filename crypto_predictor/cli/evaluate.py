@@ -15,6 +15,7 @@ from crypto_predictor.cli.common import ingest_csv, load_config, open_store
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.registry.bundle import open_bundle_dir
 from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.registry.versions import version_number
 from crypto_predictor.sentiment_features import uses_sentiment
 from crypto_predictor.symbols import TIMEFRAMES
@@ -50,7 +51,8 @@ def format_table(rows: list[dict]) -> list[str]:
 
 def _open(models_dir, version, model_path):
     if model_path is None:
-        return open_bundle(models_dir, version)
+        models = open_model_store(models_dir)
+        return open_bundle(models.root, models.fetch(version).name)  # a shared store's version is pulled first
     bundle = open_bundle_dir(model_path)
     if version_number(version) is not None and version != bundle.version:
         raise click.ClickException(f"--model_path holds bundle {bundle.version}, not --version {version}")

@@ -13,12 +13,10 @@ manifest (``extra.retrain``), so it is sealed and hashed with the bundle.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from crypto_predictor.registry.aliases import get_aliases, set_alias
-from crypto_predictor.registry.bundle import load_manifest
+from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.sentiment_features import uses_sentiment
 from crypto_predictor.serving.live_metrics import live_accuracy
 from crypto_predictor.timeutil import iso, to_utc
@@ -92,7 +90,7 @@ def decide(engine, models_dir, config, now=None, force: bool = False) -> Decisio
     window = float(config.RETRAIN_WINDOW_DAYS)
     since = until - pd.Timedelta(days=window)
     thresholds = {metric: float(getattr(config, attr)) for metric, attr in CHECKS}
-    production = get_aliases(models_dir).get("production")
+    production = open_model_store(models_dir).aliases().get("production")
     decision = Decision(production, iso(since), iso(until), window, int(config.RETRAIN_MIN_SAMPLES),
                         thresholds, forced=force)
     if production is None:
@@ -129,7 +127,7 @@ class Plan:
 def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=None, stored_assets=()) -> Plan:
     manifest = {}
     if production is not None:
-        manifest = load_manifest(Path(models_dir) / production)
+        manifest = open_model_store(models_dir).load_manifest(production)
     data_range = manifest.get("data_range") if isinstance(manifest.get("data_range"), dict) else {}
     designs = {(d or {}).get("design", "pair") for d in ((manifest.get("extra") or {}).get("design") or {}).values()}
     design = designs.pop() if len(designs) == 1 else "auto"
@@ -149,7 +147,8 @@ def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, o
     record = dict(decision.as_record(), trained_at=iso(pd.Timestamp.now(tz="UTC")), promote=promote)
     version, results = train_run(database_url, what.assets, what.timeframes, options, models_dir, n_jobs=n_jobs,
                                  on_done=on_done, extra={"retrain": record})
-    switches = [set_alias(models_dir, "challenger", version)]
+    store = open_model_store(models_dir)
+    switches = [store.set_alias("challenger", version)]
     if promote:
-        switches.append(set_alias(models_dir, "production", version))
+        switches.append(store.set_alias("production", version))
     return {"version": version, "results": results, "switches": switches, "record": record}

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from crypto_predictor.errors import BundleIntegrityError, CryptoPredictorError, InvalidInput, ModelNotFound, \
     ModelStoreUnavailable
 from crypto_predictor.registry.aliases import ALIASES, _alias_stack, _check_alias, _user
-from crypto_predictor.registry.bundle import load_manifest, verify_bundle
+from crypto_predictor.registry.bundle import verify_bundle
 from crypto_predictor.registry.versions import MANIFEST, _version_dirs, version_number
 from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.storage.tables import (MODEL_STORE_TABLES, metadata, model_alias_history, model_aliases,
@@ -132,6 +132,8 @@ class SqlStore:
     def publish(self, version: str) -> dict:
         """Push a finished local bundle; idempotent. Refuses a different bundle under a taken name."""
         path = self.root / version
+        if version_number(version) is None or not (path / MANIFEST).is_file():
+            raise ModelNotFound(f"no finished bundle {version!r} in {self.root.name}/ to push")
         manifest = verify_bundle(path)
         raw = (path / MANIFEST).read_bytes()
         manifest_sha = hashlib.sha256(raw).hexdigest()
@@ -269,8 +271,12 @@ class SqlStore:
             out.append(row)
         return out
 
-    def load_manifest(self, version: str) -> dict:
-        return load_manifest(self.fetch(version))
+    def load_manifest(self, version_or_alias: str) -> dict:
+        """A pushed version's manifest, from its row (nothing pulled; hashes are checked by ``fetch``)."""
+        version = self.resolve(version_or_alias)
+        with self._db() as conn:
+            text = conn.execute(select(model_versions.c.manifest).where(model_versions.c.version == version)).scalar()
+        return json.loads(text)
 
     # ---------------------------------------------------------------- aliases
 

@@ -1,6 +1,6 @@
 """The model store behind one interface: the local directory (default) or the shared database.
 
-``open_store(models_dir, url)`` gives a ``LocalStore`` (MODELS_DIR is the store, as it always was)
+``open_model_store(models_dir, url)`` gives a ``LocalStore`` (MODELS_DIR is the store, as it always was)
 or, with ``MODEL_STORE_URL``, a ``sql_store.SqlStore`` (MODELS_DIR then holds each process's
 verified local copies). Both answer the same calls, and everything that trains, deploys or serves
 goes through them: ``allocate``/``publish`` (a new version), ``fetch`` (a verified local copy to
@@ -68,7 +68,7 @@ class LocalStore:
         return _aliases.rollback(self.root, alias)
 
 
-def open_store(models_dir=None, url: str | None = None):
+def open_model_store(models_dir=None, url: str | None = None):
     """The store for ``models_dir`` (default MODELS_DIR); shared when ``url`` (default MODEL_STORE_URL) is set."""
     url = Config().MODEL_STORE_URL if url is None else url
     root = models_root(models_dir)

@@ -40,7 +40,8 @@ import pandas as pd
 from crypto_predictor.errors import CryptoPredictorError, DataNotFound, DataTooOld, ServiceUnavailable
 from crypto_predictor.market import get_source
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.registry.aliases import ALIASES, resolve_version
+from crypto_predictor.registry.aliases import ALIASES
+from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.serving.data import ServingData
 from crypto_predictor.serving.live_refresh import LiveRefresher
 from crypto_predictor.serving.pairs import LEVELS
@@ -85,7 +86,9 @@ class PredictionService:
         self.ab_share = float(getattr(config, "AB_CHALLENGER_SHARE", 0))
         self.max_age_hours = float(getattr(config, "MAX_DATA_AGE_HOURS", 0) or 0)  # 0: no limit
         self.log = PredictionLogWriter(store.engine) if getattr(config, "PREDICTION_LOG", True) else None
-        self.models = ModelCache(self.models_dir, float(getattr(config, "MODEL_POLL_SECONDS", 2)), self.now)
+        self.model_store = open_model_store(self.models_dir, getattr(config, "MODEL_STORE_URL", ""))
+        self.models = ModelCache(self.models_dir, float(getattr(config, "MODEL_POLL_SECONDS", 2)), self.now,
+                                 store=self.model_store)
         self._started = False
         self.data = ServingData(store, ttl=float(getattr(config, "LATEST_TIME_TTL_SECONDS", 1.0)),
                                 max_age=float(getattr(config, "FEATURE_CACHE_SECONDS", 300)))
@@ -130,7 +133,7 @@ class PredictionService:
                 if name not in served.aliases:
                     raise ServiceUnavailable(f"no {name} model is loaded")
                 return served.aliases[name], name, served
-            return resolve_version(self.models_dir, name), "explicit", served
+            return self.model_store.resolve(name), "explicit", served
         production = served.aliases.get("production")
         if production is None:
             raise ServiceUnavailable("no production model is loaded; deploy one (deploy_model.py) or see /health")

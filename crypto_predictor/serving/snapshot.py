@@ -1,6 +1,7 @@
 """What a worker serves: the production and challenger bundles as one immutable snapshot.
 
-``ModelCache`` swaps the snapshot whole when the alias file changes (requests in flight keep the
+``ModelCache`` swaps the snapshot whole when the aliases change (the alias file, or the shared store's
+revision) (requests in flight keep the
 snapshot they took), plus a few explicitly requested versions. A bundle that fails to load is
 refused, the previous one keeps serving, the failure is kept for health checks and the load is
 retried as soon as the refused bundle's files change (a fix), else every ``FAILED_RETRY_SECONDS``.
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from crypto_predictor.errors import BundleIntegrityError
+from crypto_predictor.errors import BundleIntegrityError, ModelStoreUnavailable
 from crypto_predictor.registry.bundle import verify_bundle
-from crypto_predictor.registry.aliases import ALIASES, alias_state_token, get_aliases
+from crypto_predictor.registry.aliases import ALIASES
+from crypto_predictor.registry.store import LocalStore
 from crypto_predictor.registry.versions import sort_versions
 from crypto_predictor.serving.pairs import LoadedBundle, load_bundle
 
@@ -64,8 +66,10 @@ class Served:
 
 
 class ModelCache:
-    def __init__(self, models_dir, poll_seconds: float = 2.0, now=None):
-        self.models_dir = Path(models_dir)
+    def __init__(self, models_dir, poll_seconds: float = 2.0, now=None, store=None):
+        # ``store``: where aliases and bundles come from (registry.store); bundles load from its local copies
+        self.store = store if store is not None else LocalStore(models_dir)
+        self.models_dir = Path(self.store.root)
         self.poll_seconds = float(poll_seconds)
         self._now = now or (lambda: pd.Timestamp.now(tz="UTC"))
         self.served = Served()
@@ -80,6 +84,7 @@ class ModelCache:
         self._polled_token = self._failed_token = None  # alias file hash now / when the failure happened
         self.integrity: dict = {}  # served version -> what is wrong with its files on disk now
         self._last_check = -math.inf
+        self._store_down = False  # the last poll could not read the aliases
 
     def loaded(self) -> list[str]:
         return sort_versions(set(self.served.bundles) | set(self._extra))
@@ -91,14 +96,16 @@ class ModelCache:
             return False
         self._last_poll = now
         try:
-            token = alias_state_token(self.models_dir)
-        except OSError as exc:
+            token = self.store.alias_token()
+        except (OSError, ModelStoreUnavailable) as exc:  # keep serving what is loaded
             self.record_failure(None, None, exc)
+            self._store_down = True
             return False
         self._check_served(now)
         self._polled_token = token
-        retry = self.failure is not None and (now - self._failed_at >= FAILED_RETRY_SECONDS
+        retry = self.failure is not None and (now - self._failed_at >= FAILED_RETRY_SECONDS or self._store_down
                                               or token != self._failed_token or self._failed_files_changed())
+        self._store_down = False  # reachable again: the reload below clears its failure at once
         if not force and token == self.served.token and not retry:
             return False
         if not self._lock.acquire(blocking=force):
@@ -152,8 +159,8 @@ class ModelCache:
     def _reload(self, token) -> bool:
         old = self.served
         try:
-            wanted = get_aliases(self.models_dir)
-        except BundleIntegrityError as exc:
+            wanted = self.store.aliases()
+        except (BundleIntegrityError, ModelStoreUnavailable) as exc:
             self.record_failure(None, None, exc)
             return False
         aliases, bundles, failed = {}, {}, False
@@ -164,6 +171,7 @@ class ModelCache:
             loaded = bundles.get(version) or old.bundles.get(version) or self._extra.get(version)
             if loaded is None:
                 try:
+                    self.store.fetch(version)  # a shared store's version is pulled and verified here first
                     stamp = fingerprint(self.models_dir / version)
                     loaded = load_bundle(self.models_dir, version)
                     self._stamps[version] = stamp
@@ -190,6 +198,7 @@ class ModelCache:
             return served.bundles[version]
         with self._lock:
             if version not in self._extra:
+                self.store.fetch(version)
                 self._extra[version] = load_bundle(self.models_dir, version)
                 while len(self._extra) > EXTRA_BUNDLES:
                     self._extra.popitem(last=False)

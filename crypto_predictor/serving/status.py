@@ -14,10 +14,8 @@ import time
 import pandas as pd
 from sqlalchemy import text
 
-from crypto_predictor.registry.aliases import ALIASES, read_aliases, resolve_version
+from crypto_predictor.registry.aliases import ALIASES
 from crypto_predictor.registry.artifacts import SERVED
-from crypto_predictor.registry.bundle import load_manifest
-from crypto_predictor.registry.catalog import list_versions
 from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy
 from crypto_predictor.serving.prediction_log import verify
 from crypto_predictor.symbols import resolve
@@ -50,8 +48,8 @@ class StatusReports:
     def versions(self) -> dict:
         svc = self.service
         served = svc.snapshot()
-        rows = [{k: v for k, v in row.items() if k != "path"} for row in list_versions(svc.models_dir)]
-        aliases, problem = read_aliases(svc.models_dir)
+        rows = [{k: v for k, v in row.items() if k != "path"} for row in svc.model_store.list_versions()]
+        aliases, problem = svc.model_store.read_aliases()
         return {"versions": rows, "aliases": aliases, "serving": dict(served.aliases),
                 "loaded": svc.models.loaded(), "alias_problem": problem}
 
@@ -73,9 +71,9 @@ class StatusReports:
         if name in ALIASES and name in served.aliases:
             resolved = served.aliases[name]
         else:
-            resolved = resolve_version(svc.models_dir, name)
+            resolved = svc.model_store.resolve(name)
         bundle = served.bundles.get(resolved)  # a served version's manifest is already loaded
-        manifest = bundle.manifest if bundle is not None else load_manifest(svc.models_dir / resolved)
+        manifest = bundle.manifest if bundle is not None else svc.model_store.load_manifest(resolved)
         overall = (manifest.get("metrics") or {}).get("overall") or {}
         walk_forward = {asset: {tf: {kind: _walk_forward_row(kind, row) for kind, row in kinds.items()}
                                 for tf, kinds in tfs.items()} for asset, tfs in overall.items()}

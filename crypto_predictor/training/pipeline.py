@@ -18,6 +18,7 @@ from crypto_predictor.market.sentiment import stored_series
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
+from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
     ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, DEFAULT_KINDS, DEFAULT_MEMBERS, PairResult, Skipped,
     TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
@@ -89,12 +90,13 @@ def metrics_tables(results: list[PairResult]) -> dict:
 
 
 def train_run(database_url: str, assets, timeframes, options: TrainOptions, models_dir, n_jobs: int = 2,
-              on_done=None, extra=None) -> tuple[str, list[PairResult]]:
+              on_done=None, extra=None, store=None) -> tuple[str, list[PairResult]]:
     """Train every (asset, timeframe) in parallel into one new bundle; returns (version, results).
 
     Pairs with too little history are skipped (``on_done`` receives a Skipped; the manifest lists
     them); the run fails only when nothing could be trained. ``extra`` adds keys to the manifest's
-    ``extra`` (e.g. why a retrain ran), sealed with the bundle.
+    ``extra`` (e.g. why a retrain ran), sealed with the bundle. The version is allocated in and
+    pushed to ``store`` (default: ``models_dir``'s, shared when MODEL_STORE_URL is set).
     """
     from itertools import chain
 
@@ -104,7 +106,8 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
     global_tfs = [t for t in timeframes if design_for(options, t, stored) == "global"]
     pairs = [(a, t) for a in assets for t in timeframes if t not in global_tfs]
     designs = {}
-    with BundleWriter(models_dir) as writer:
+    store = open_model_store(models_dir) if store is None else store
+    with BundleWriter(store=store) as writer:
         jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
                 for a, t in pairs)
         done = chain(_global_jobs(database_url, assets, global_tfs, options, writer, designs),
@@ -136,4 +139,5 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
                                    **({"evidence": AUTO_EVIDENCE[tf]} if options.design == "auto" and tf in AUTO_EVIDENCE
                                       else {})} for tf in timeframes}},
         )
+    store.publish(writer.version)  # a failure leaves the sealed local bundle: deploy_model.py --push retries
     return writer.version, results

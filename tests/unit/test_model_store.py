@@ -18,7 +18,7 @@ from crypto_predictor.errors import BundleIntegrityError, InvalidInput, ModelNot
 from crypto_predictor.registry.aliases import ALIASES
 from crypto_predictor.registry.bundle import BundleWriter, verify_bundle
 from crypto_predictor.registry.sql_store import SqlStore
-from crypto_predictor.registry.store import LocalStore, open_store
+from crypto_predictor.registry.store import LocalStore, open_model_store
 from crypto_predictor.registry.versions import version_number
 from crypto_predictor.storage.tables import model_blobs
 from tests.unit.test_registry import FILES, flip_byte
@@ -56,8 +56,8 @@ def other_process_view(store, tmp_path):
 
 
 def test_open_store_picks_the_backend(tmp_path):
-    assert isinstance(open_store(tmp_path, ""), LocalStore)
-    shared = open_store(tmp_path, sql_url(tmp_path))
+    assert isinstance(open_model_store(tmp_path, ""), LocalStore)
+    shared = open_model_store(tmp_path, sql_url(tmp_path))
     assert isinstance(shared, SqlStore) and shared.root == tmp_path
 
 
@@ -191,12 +191,12 @@ def test_concurrent_alias_writers_lose_and_duplicate_nothing(store):
 _CHILD = """
 import sys, time
 from pathlib import Path
-from crypto_predictor.registry.store import open_store
+from crypto_predictor.registry.store import open_model_store
 url, root, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 (go.parent / f"ready-{root.name}").touch()
 while not go.exists():
     time.sleep(0.001)
-print(open_store(root, url).allocate()[0])
+print(open_model_store(root, url).allocate()[0])
 """
 
 
