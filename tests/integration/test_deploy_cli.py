@@ -135,3 +135,26 @@ def test_script_runs_as_a_process_and_fails_without_a_traceback(store):
     assert proc.stderr.strip().count("\n") == 0 and "available versions: v1, v2" in proc.stderr
     assert run("--version", "v2").returncode == 0
     assert json.loads((store / "aliases.json").read_text()) == {"production": "v2"}
+
+
+def test_push_then_deploy_through_a_shared_store(store, tmp_path):
+    """Bundles trained locally are pushed, deployed from the shared store and seen from another host."""
+    from crypto_predictor.registry.sql_store import SqlStore
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    refused = cli("--models-dir", store, "--push", "v1")
+    assert refused.exit_code == 1 and "--push needs a shared store" in refused.output
+    assert cli("--models-dir", store, "--store-url", url, "--push", "v1").output.startswith("pushed v1 to shared store")
+    assert "v1 is already in shared store" in cli("--models-dir", store, "--store-url", url, "--push", "v1").output
+    missing = cli("--models-dir", store, "--store-url", url, "--push", "v7")
+    assert missing.exit_code == 1 and "no finished bundle 'v7'" in missing.output
+    not_pushed = cli("--models-dir", tmp_path / "host2", "--store-url", url, "--version", "v2")
+    assert not_pushed.exit_code == 1 and "available versions: v1" in not_pushed.output
+    cli("--models-dir", store, "--store-url", url, "--push", "v2")
+    other = tmp_path / "host2"  # another host: no bundles of its own, deploys from the shared store
+    assert cli("--models-dir", other, "--store-url", url, "--version", "v2").output.strip() == "production: (unset) -> v2"
+    assert (other / "v2" / "manifest.json").is_file()  # verified in a local copy before the switch
+    listing = cli("--models-dir", other, "--store-url", url, "--list").output
+    assert "v2" in listing and "production" in listing and "bitcoin/24h" in listing
+    assert SqlStore(url, tmp_path / "host3").aliases() == {"production": "v2"}
+    assert get_aliases(store) == {}  # the local directory's own alias file is not the shared store's

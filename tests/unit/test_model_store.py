@@ -37,15 +37,17 @@ def make_bundle(store, files=FILES) -> str:
     return writer.version
 
 
-def sql_url(tmp_path) -> str:
+@pytest.fixture()
+def shared_url(tmp_path) -> str:
+    """The shared store's database (PostgreSQL in tests/integration/test_postgres_model_store.py)."""
     return f"sqlite:///{tmp_path / 'models.db'}"
 
 
 @pytest.fixture(params=["local", "sql"])
-def store(request, tmp_path):
+def store(request, tmp_path, shared_url):
     if request.param == "local":
         return LocalStore(tmp_path / "models")
-    return SqlStore(sql_url(tmp_path), tmp_path / "copies")
+    return SqlStore(shared_url, tmp_path / "copies")
 
 
 def other_process_view(store, tmp_path):
@@ -55,9 +57,9 @@ def other_process_view(store, tmp_path):
     return SqlStore(store.url, tmp_path / "other_host")
 
 
-def test_open_store_picks_the_backend(tmp_path):
+def test_open_store_picks_the_backend(tmp_path, shared_url):
     assert isinstance(open_model_store(tmp_path, ""), LocalStore)
-    shared = open_model_store(tmp_path, sql_url(tmp_path))
+    shared = open_model_store(tmp_path, shared_url)
     assert isinstance(shared, SqlStore) and shared.root == tmp_path
 
 
@@ -72,8 +74,8 @@ def test_a_version_pushed_on_one_host_is_fetched_verified_on_another(store, tmp_
     assert [r["version"] for r in other.list_versions()] == [version]
 
 
-def test_identical_files_are_stored_once(tmp_path):
-    store = SqlStore(sql_url(tmp_path), tmp_path / "copies")
+def test_identical_files_are_stored_once(tmp_path, shared_url):
+    store = SqlStore(shared_url, tmp_path / "copies")
     make_bundle(store)
     second = make_bundle(store, {**FILES, "features.json": b'["rsi_14"]'})
     with store.engine.connect() as conn:
@@ -82,8 +84,8 @@ def test_identical_files_are_stored_once(tmp_path):
     assert store.publish(second)["pushed"] is False  # pushing again changes nothing
 
 
-def test_an_altered_blob_is_refused_and_nothing_is_left_behind(tmp_path):
-    store = SqlStore(sql_url(tmp_path), tmp_path / "copies")
+def test_an_altered_blob_is_refused_and_nothing_is_left_behind(tmp_path, shared_url):
+    store = SqlStore(shared_url, tmp_path / "copies")
     version = make_bundle(store)
     sha = hashlib.sha256(FILES["features.json"]).hexdigest()
     with store.engine.begin() as conn:
@@ -108,8 +110,8 @@ def test_a_tampered_local_copy_is_refused_before_an_alias_moves(store, tmp_path)
     assert store.aliases() == {"production": "v1"} and len(store.history()) == 1
 
 
-def test_a_different_bundle_under_a_taken_name_is_refused(tmp_path):
-    shared = SqlStore(sql_url(tmp_path), tmp_path / "copies")
+def test_a_different_bundle_under_a_taken_name_is_refused(tmp_path, shared_url):
+    shared = SqlStore(shared_url, tmp_path / "copies")
     make_bundle(shared)
     elsewhere = LocalStore(tmp_path / "laptop")  # trained without the shared store: also v1
     make_bundle(elsewhere, {**FILES, "features.json": b"[]"})
@@ -200,9 +202,9 @@ print(open_model_store(root, url).allocate()[0])
 """
 
 
-def test_hosts_with_their_own_directories_never_get_the_same_version(tmp_path):
+def test_hosts_with_their_own_directories_never_get_the_same_version(tmp_path, shared_url):
     """Eight processes, each with its own local directory, allocate at once from one shared store."""
-    url, sync = sql_url(tmp_path), tmp_path / "sync"
+    url, sync = shared_url, tmp_path / "sync"
     sync.mkdir()
     SqlStore(url, tmp_path / "first").available_versions()  # the tables exist before the race
     env = dict(os.environ, PYTHONPATH=str(REPO))
