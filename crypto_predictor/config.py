@@ -114,6 +114,12 @@ class Config:
         self.REFRESH_ASSETS = [a.strip() for a in _env(env, "REFRESH_ASSETS", "").split(",") if a.strip()]
         # A job lock older than this is taken to belong to a crashed run and may be taken over.
         self.JOB_LOCK_TTL_SECONDS = _float(env, "JOB_LOCK_TTL_SECONDS", 6 * 3600)
+        # bootstrap (jobs/bootstrap.py): what a first deploy ingests and trains when the store is empty
+        self.BOOTSTRAP_DAYS = int(_float(env, "BOOTSTRAP_DAYS", 120))
+        self.BOOTSTRAP_TIMEFRAMES = [t.strip() for t in _env(env, "BOOTSTRAP_TIMEFRAMES", "1h,24h").split(",")
+                                     if t.strip()]
+        self.BOOTSTRAP_MODELS = [k.strip() for k in _env(env, "BOOTSTRAP_MODELS", "linear,xgboost").split(",")
+                                 if k.strip()]
         # retrain triggers when, over the last RETRAIN_WINDOW_DAYS with at least RETRAIN_MIN_SAMPLES
         # verified predictions, direction accuracy or 80% interval coverage falls below these.
         self.RETRAIN_WINDOW_DAYS = _float(env, "RETRAIN_WINDOW_DAYS", 14)

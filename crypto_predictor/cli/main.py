@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from crypto_predictor.cli.bootstrap import bootstrap_command
 from crypto_predictor.cli.data import ingest, init
 from crypto_predictor.cli.deploy import deploy_command
 from crypto_predictor.cli.evaluate import evaluate_command
@@ -22,7 +23,7 @@ def cli():
 
 for _command, _name in ((init, "init"), (ingest, "ingest"), (train_command, "train"),
                         (evaluate_command, "evaluate"), (deploy_command, "deploy"), (refresh, "refresh"),
-                        (verify, "verify"), (retrain, "retrain")):
+                        (verify, "verify"), (retrain, "retrain"), (bootstrap_command, "bootstrap")):
     cli.add_command(_command, _name)
 
 
