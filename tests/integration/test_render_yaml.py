@@ -155,12 +155,24 @@ def test_every_command_exists(blueprint, field, tmp_path):
             check_command(argv, tmp_path)
 
 
-def test_jobs_run_refresh_and_verify(blueprint):
-    (cron,) = _services(blueprint, "cron")
-    subcommands = [argv[3] for argv in simple_commands(cron["startCommand"]) if argv[1:3] == ["-m", "crypto_predictor"]]
-    assert subcommands == ["refresh", "verify"]
-    fields = cron["schedule"].split()
-    assert len(fields) == 5 and 0 <= int(fields[0]) <= 59
+def _cron_subcommands(cron) -> list[str]:
+    return [argv[3] for argv in simple_commands(cron["startCommand"]) if argv[1:3] == ["-m", "crypto_predictor"]]
+
+
+def test_jobs_run_refresh_and_verify_hourly_and_retrain_daily(blueprint):
+    crons = {tuple(_cron_subcommands(c)): c for c in _services(blueprint, "cron")}
+    assert set(crons) == {("refresh", "verify"), ("retrain",)}
+    for cron in crons.values():
+        fields = cron["schedule"].split()
+        assert len(fields) == 5 and 0 <= int(fields[0]) <= 59
+    assert crons[("refresh", "verify")]["schedule"].split()[1] == "*"  # every hour
+    assert crons[("retrain",)]["schedule"].split()[1:3] != ["*", "*"]  # once a day
+
+
+def test_a_first_deploy_bootstraps_itself(blueprint):
+    (web,) = _services(blueprint, "web")
+    assert simple_commands(web["preDeployCommand"]) == [["python", "-m", "crypto_predictor", "bootstrap"]]
+    assert web["healthCheckPath"] == "/api/health"  # stays on: bootstrap makes the first deploy ready
 
 
 def test_health_check_path_is_a_route(blueprint):
@@ -174,13 +186,19 @@ def test_health_check_path_is_a_route(blueprint):
 
 def test_state_lives_where_every_service_can_reach_it(blueprint):
     (web,) = _services(blueprint, "web")
-    (cron,) = _services(blueprint, "cron")
-    web_env, cron_env = _env(web, blueprint), _env(cron, blueprint)
-    # Models on the web service's disk; cron jobs cannot mount a disk, and need no models.
-    assert web_env["MODELS_DIR"]["value"].startswith(web["disk"]["mountPath"].rstrip("/") + "/")
-    assert "disk" not in cron and "MODELS_DIR" not in cron_env
-    # One database for the API and the jobs; one Key Value for the cache and the rate limits.
-    assert web_env["DATABASE_URL"]["fromDatabase"] == cron_env["DATABASE_URL"]["fromDatabase"]
+    crons = _services(blueprint, "cron")
+    web_env = _env(web, blueprint)
+    # No disk anywhere: the model store is the database, so the web service can run several instances.
+    assert all("disk" not in s for s in blueprint["services"])
+    assert web.get("numInstances", 1) >= 2
+    database = web_env["DATABASE_URL"]["fromDatabase"]
+    assert web_env["MODEL_STORE_URL"]["fromDatabase"] == database
+    for cron in crons:
+        cron_env = _env(cron, blueprint)
+        assert cron_env["DATABASE_URL"]["fromDatabase"] == database
+        if "retrain" in _cron_subcommands(cron):  # it writes bundles: into the same shared store
+            assert cron_env["MODEL_STORE_URL"]["fromDatabase"] == database
+    # One Key Value for the cache and the rate limits.
     assert web_env["CACHE_REDIS_URL"]["fromService"] == web_env["RATELIMIT_STORAGE_URI"]["fromService"]
     assert web_env["CACHE_REDIS_URL"]["fromService"]["type"] == "keyvalue"
     assert int(web_env["PROXY_FIX_X_FOR"]["value"]) > 0  # behind Render's proxies

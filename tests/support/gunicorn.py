@@ -58,9 +58,9 @@ def worker_of(access_log: Path) -> dict:
 class GunicornServer:
     """Gunicorn with gunicorn.conf.py and ``env`` (added to os.environ) until ``stop``."""
 
-    def __init__(self, root: Path, env: dict):
+    def __init__(self, root: Path, env: dict, port: int | None = None):
         self.root = Path(root)
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.base = f"http://127.0.0.1:{self.port}"
         self.access_log = self.root / "access.log"
         self.output = self.root / "gunicorn.out"

@@ -20,18 +20,26 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
-def render(upstream: str, port: int, prefix: Path) -> str:
-    """deploy/nginx.conf with its placeholders filled in, as deploy/start.sh does."""
-    text = CONF.read_text()
-    for name, value in (("__PORT__", f"127.0.0.1:{port}"), ("__UPSTREAM__", upstream), ("__PREFIX__", str(prefix))):
+BALANCER = REPO / "deploy" / "balancer.conf"
+
+
+def render(upstream: str, port: int, prefix: Path, conf: Path = CONF) -> str:
+    """deploy/nginx.conf (or ``conf``) with its placeholders filled in, as deploy/start.sh does.
+    For deploy/balancer.conf ``upstream`` is a list of host:port."""
+    text = conf.read_text()
+    servers = upstream if isinstance(upstream, list) else [upstream]
+    lines = "\n".join(f"        server {s} max_fails=1 fail_timeout=2s;" for s in servers)
+    for name, value in (("__PORT__", f"127.0.0.1:{port}"), ("__UPSTREAMS__", lines), ("__UPSTREAM__", upstream
+                        if isinstance(upstream, str) else ""), ("__PREFIX__", str(prefix))):
         text = text.replace(name, value)
     return text
 
 
 class NginxProxy:
-    """nginx with deploy/nginx.conf, listening on a free port, passing to ``upstream`` (unix:PATH)."""
+    """nginx with deploy/nginx.conf, listening on a free port, passing to ``upstream`` (unix:PATH); with
+    ``conf=BALANCER``, deploy/balancer.conf spreading over ``upstream``, a list of host:port."""
 
-    def __init__(self, prefix: Path, upstream: str):
+    def __init__(self, prefix: Path, upstream, conf: Path = CONF):
         self.binary = nginx_binary()
         if self.binary is None:
             raise ServerUnavailable("nginx not found (apt-get install nginx; README Set up)")
@@ -40,7 +48,7 @@ class NginxProxy:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.conf = self.prefix / "nginx.conf"
-        self.conf.write_text(render(upstream, self.port, self.prefix))
+        self.conf.write_text(render(upstream, self.port, self.prefix, conf))
         self.log = self.prefix / "nginx.out"
         self.proc = None
 
