@@ -29,6 +29,11 @@ def _int(environ, name, default):
         raise ValueError(f"{name} must be an integer, got {environ.get(name)!r}") from exc
 
 
+def _list(environ, name, default: str) -> list[str]:
+    """A comma-separated setting as its non-empty, stripped items."""
+    return [item.strip() for item in str(_env(environ, name, default)).split(",") if item.strip()]
+
+
 def _bool(environ, name, default: bool) -> bool:
     return str(_env(environ, name, "1" if default else "0")).strip().lower() not in ("0", "false", "no", "off")
 
@@ -110,16 +115,17 @@ class Config:
         self.PROXY_FIX_X_FOR = _int(env, "PROXY_FIX_X_FOR", 0)
         if self.PROXY_FIX_X_FOR < 0:
             raise ValueError(f"PROXY_FIX_X_FOR must be 0 or more, got {self.PROXY_FIX_X_FOR}")
+        self._jobs(env)
+
+    def _jobs(self, env) -> None:
         # Jobs (refresh / verify / retrain). Assets to refresh: comma-separated ids, default all known.
-        self.REFRESH_ASSETS = [a.strip() for a in _env(env, "REFRESH_ASSETS", "").split(",") if a.strip()]
+        self.REFRESH_ASSETS = _list(env, "REFRESH_ASSETS", "")
         # A job lock older than this is taken to belong to a crashed run and may be taken over.
         self.JOB_LOCK_TTL_SECONDS = _float(env, "JOB_LOCK_TTL_SECONDS", 6 * 3600)
         # bootstrap (jobs/bootstrap.py): what a first deploy ingests and trains when the store is empty
-        self.BOOTSTRAP_DAYS = int(_float(env, "BOOTSTRAP_DAYS", 120))
-        self.BOOTSTRAP_TIMEFRAMES = [t.strip() for t in _env(env, "BOOTSTRAP_TIMEFRAMES", "1h,24h").split(",")
-                                     if t.strip()]
-        self.BOOTSTRAP_MODELS = [k.strip() for k in _env(env, "BOOTSTRAP_MODELS", "linear,xgboost").split(",")
-                                 if k.strip()]
+        self.BOOTSTRAP_DAYS = _int(env, "BOOTSTRAP_DAYS", 120)
+        self.BOOTSTRAP_TIMEFRAMES = _list(env, "BOOTSTRAP_TIMEFRAMES", "1h,24h")
+        self.BOOTSTRAP_MODELS = _list(env, "BOOTSTRAP_MODELS", "linear,xgboost")
         # retrain triggers when, over the last RETRAIN_WINDOW_DAYS with at least RETRAIN_MIN_SAMPLES
         # verified predictions, direction accuracy or 80% interval coverage falls below these.
         self.RETRAIN_WINDOW_DAYS = _float(env, "RETRAIN_WINDOW_DAYS", 14)

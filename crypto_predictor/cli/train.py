@@ -101,4 +101,6 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
     for s in skipped:
         click.echo(f"skipped {s.asset} {s.timeframe}: {s.reason}")
     click.echo(f"trained {len(results)} pair(s) x {len(options.kinds)} kind(s) in {time.perf_counter() - started:.1f}s")
+    if config.MODEL_STORE_URL:
+        click.echo(f"pushed {version} to the shared model store")
     click.echo(version)

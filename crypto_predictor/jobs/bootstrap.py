@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from crypto_predictor.datasets import GLOBAL_CONTEXT
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.jobs.refresh import configured_assets, refresh
+from crypto_predictor.models import get_model_class
 from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.symbols import TIMEFRAMES
 
@@ -32,6 +33,13 @@ def _check(config) -> None:
     if unknown or not config.BOOTSTRAP_TIMEFRAMES:
         raise InvalidInput(f"BOOTSTRAP_TIMEFRAMES: unknown {', '.join(unknown) or '(none given)'}; "
                            f"valid: {', '.join(TIMEFRAMES)}")
+    if not config.BOOTSTRAP_MODELS:
+        raise InvalidInput("BOOTSTRAP_MODELS is empty; name at least one model kind, e.g. linear,xgboost")
+    for kind in config.BOOTSTRAP_MODELS:
+        try:
+            get_model_class(kind)
+        except InvalidInput as exc:
+            raise InvalidInput(f"BOOTSTRAP_MODELS: {exc.message}") from None
     if config.BOOTSTRAP_DAYS < 30:
         raise InvalidInput(f"BOOTSTRAP_DAYS must be at least 30 (models need that much history), got "
                            f"{config.BOOTSTRAP_DAYS}")

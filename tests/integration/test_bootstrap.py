@@ -4,6 +4,7 @@ changes nothing."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from crypto_predictor.api import create_app
@@ -52,9 +53,15 @@ def test_bootstrap_makes_an_empty_deployment_ready_and_then_changes_nothing(tmp_
     assert SqlStore(shared, tmp_path / "other").available_versions() == ["v1"]
 
 
-def test_bootstrap_refuses_bad_settings_with_one_line(tmp_path, fake_market):
+@pytest.mark.parametrize("setting, message", [
+    ({"BOOTSTRAP_TIMEFRAMES": "1h,2h"}, "BOOTSTRAP_TIMEFRAMES: unknown 2h; valid: 1h, 24h, 7d, 30d"),
+    ({"BOOTSTRAP_MODELS": "linear,gpt"}, "BOOTSTRAP_MODELS: unknown model kind 'gpt'; valid kinds: "),
+    ({"BOOTSTRAP_DAYS": "7"}, "BOOTSTRAP_DAYS must be at least 30"),
+])
+def test_bootstrap_refuses_bad_settings_with_one_line_before_doing_anything(tmp_path, fake_market, setting, message):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "MODELS_DIR": str(tmp_path / "models"),
-           "BINANCE_BASE_URL": fake_market.url, "BOOTSTRAP_TIMEFRAMES": "1h,2h"}
+           "BINANCE_BASE_URL": fake_market.url, **setting}
     result = run(env)
     assert result.exit_code == 1
-    assert "BOOTSTRAP_TIMEFRAMES: unknown 2h; valid: 1h, 24h, 7d, 30d" in result.output
+    assert message in result.output
+    assert not CandleStore(env["DATABASE_URL"]).assets("1h") and not (tmp_path / "models").exists()
