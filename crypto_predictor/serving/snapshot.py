@@ -1,8 +1,8 @@
 """What a worker serves: the production and challenger bundles as one immutable snapshot.
 
-``ModelCache`` swaps the snapshot whole when the aliases change (the alias file, or the shared store's
-revision) (requests in flight keep the
-snapshot they took), plus a few explicitly requested versions. A bundle that fails to load is
+``ModelCache`` swaps the snapshot whole when the aliases change (the alias file, or a shared
+store's revision; requests in flight keep the snapshot they took), plus a few explicitly requested
+versions; a shared store's version is pulled into a verified local copy before it loads. A bundle that fails to load is
 refused, the previous one keeps serving, the failure is kept for health checks and the load is
 retried as soon as the refused bundle's files change (a fix), else every ``FAILED_RETRY_SECONDS``.
 Every ``CHECK_SECONDS`` the files of the served bundles are stat-ed; when any changed since they
