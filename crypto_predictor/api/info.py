@@ -7,6 +7,8 @@ import time
 import pandas as pd
 from flask import Blueprint, current_app, jsonify
 
+from crypto_predictor.api.http_cache import (CONDITIONAL_HEADERS, conditional, etag, next_candle_max_age,
+                                             seconds_until)
 from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
 from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
@@ -18,6 +20,7 @@ from crypto_predictor.serving.sentiment import newest_day, sentiment_window
 from crypto_predictor.symbols import ASSETS, INTERVALS_MS, TIMEFRAMES, resolve
 
 bp = Blueprint("info", __name__)
+DAY = pd.Timedelta(days=1)
 
 
 def _ok(data, started: float, **metadata):
@@ -32,7 +35,7 @@ def _ok(data, started: float, **metadata):
                        "only). The BUY/SELL/HOLD signal is a net vote of RSI, MACD, SMA trend, EMA cross and "
                        "Bollinger bands on the last bar; it describes the chart and is not a forecast. `sentiment`: "
                        "the Fear & Greed Index as published by data_as_of, over the same days.",
-           query=AnalysisQuery, path=SymbolPath, response=Analysis,
+           query=AnalysisQuery, path=SymbolPath, response=Analysis, conditional=True, headers=CONDITIONAL_HEADERS,
            errors={400: "Unknown interval (lists the valid ones)", 404: "Unknown symbol, or no candles stored for it",
                    422: "days is not an integer from 1 to 365"})
 def analysis(symbol: str, query: AnalysisQuery):
@@ -47,7 +50,14 @@ def analysis(symbol: str, query: AnalysisQuery):
         raise DataNotFound(f"no candles stored for {asset}; run ingest first", asset=asset)
     as_of = newest + pd.Timedelta(hours=1)
     fg_day = newest_day(store.engine, as_of)
-    key = cache_key("analysis", (asset, interval, days, newest.isoformat(), fg_day and fg_day.isoformat()))
+    made_of = (asset, interval, days, newest.isoformat(), fg_day and fg_day.isoformat())
+    return conditional(etag("analysis", *made_of), next_candle_max_age(newest, get_service().now()),
+                       build=lambda: _analysis(store, made_of, as_of, started))
+
+
+def _analysis(store, made_of: tuple, as_of: pd.Timestamp, started: float):
+    asset, interval, days, newest = made_of[0], made_of[1], made_of[2], as_of - pd.Timedelta(hours=1)
+    key = cache_key("analysis", made_of)
     data = cache_get(key)
     hit = data is not None
     if cache_enabled():
@@ -67,14 +77,18 @@ def analysis(symbol: str, query: AnalysisQuery):
            description="Daily values (0-100) from alternative.me, oldest first, up to the newest stored day; a day's "
                        "value counts as published at 00:00 UTC of the next day. Classes: 0-25 Extreme Fear, 26-46 "
                        "Fear, 47-54 Neutral, 55-75 Greed, 76-100 Extreme Greed.",
-           query=SentimentQuery, response=Sentiment,
+           query=SentimentQuery, response=Sentiment, conditional=True, headers=CONDITIONAL_HEADERS,
            errors={404: "No index values stored yet", 422: "days is not an integer from 1 to 3650"})
 def sentiment(query: SentimentQuery):
     started = time.perf_counter()
-    data = sentiment_window(current_app.extensions["candle_store"].engine, query.days)
-    if data is None:
+    engine = current_app.extensions["candle_store"].engine
+    newest = newest_day(engine)
+    if newest is None:
         raise DataNotFound("no Fear & Greed Index values stored yet; run ingest --source fear-greed")
-    return _ok(data, started)
+    # the next day's value is published when the day after it begins
+    max_age = seconds_until(newest + 2 * DAY, get_service().now(), 86400)
+    return conditional(etag("sentiment", query.days, newest.isoformat()), max_age,
+                       build=lambda: _ok(sentiment_window(engine, query.days), started))
 
 
 @bp.get("/models")

@@ -78,6 +78,14 @@ def _responses(op: Operation) -> dict:
     else:
         ok = _json(_ref(op.response), "Success") if op.response is not None else {"description": "Success"}
     out = {"200": ok}
+    if op.conditional:
+        ok["headers"] = {
+            "ETag": {"description": "Validator of this answer; send it back as If-None-Match",
+                     "schema": {"type": "string"}},
+            "Cache-Control": {"description": "max-age: seconds until the next candle closes (the next index "
+                                             "value, for sentiment); nothing new can come before",
+                              "schema": {"type": "string"}}}
+        out["304"] = {"description": "Not modified: If-None-Match holds the current ETag (no body)"}
     errors = {**{k: COMMON_ERRORS[k] for k in op.common_errors}, **op.errors}
     for status in sorted(errors):
         # Readiness answers 503 in its own shape; every other error in the one Error shape.

@@ -36,6 +36,7 @@ class Operation:
     example: dict | None = None  # a request body example
     media_type: str | None = None  # a 200 answer that is not JSON (documents, pages, metrics)
     headers: tuple = ()  # (name, description) of optional request headers
+    conditional: bool = False  # answers carry ETag and Cache-Control; a matching If-None-Match gets 304
 
 
 def operation(**declaration):

@@ -19,13 +19,16 @@ import json
 import math
 import time
 
+import pandas as pd
 from flask import Blueprint, current_app, jsonify
+
+from crypto_predictor.api.http_cache import CONDITIONAL_HEADERS, conditional, etag, next_candle_max_age
 
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import (cache_enabled, cache_get, cache_get_many, cache_key, cache_set, client_id,
                                           get_service)
-from crypto_predictor.api.schemas import Batch, BatchRequest, Prediction, PredictRequest
+from crypto_predictor.api.schemas import Batch, BatchRequest, Prediction, PredictQuery, PredictRequest
 
 bp = Blueprint("predict", __name__)
 
@@ -85,18 +88,40 @@ BODY_ERRORS = {400: "Body is not a JSON object (malformed_request), or unknown t
            headers=(("X-Client-Id", "Stable id of the app install, for A/B assignment"),),
            errors={**BODY_ERRORS, 404: "Unknown symbol (lists the supported ones) or model version"})
 def predict(body: PredictRequest):
+    return _answer(body.symbol, body.timeframe, body.model_version, time.perf_counter())
+
+
+@bp.get("/predict")
+@operation(summary="Predict one symbol (GET, with ETag: poll it with If-None-Match)", tags=("predict",),
+           description="The same answer as POST /predict, for clients that poll: it carries an ETag (which "
+                       "changes with the next candle or a model switch) and Cache-Control: private, max-age=<seconds "
+                       "until the next candle closes>. A request whose If-None-Match holds the current ETag gets 304 "
+                       "with no body, without the prediction being made again.",
+           query=PredictQuery, response=Prediction, conditional=True,
+           headers=(("X-Client-Id", "Stable id of the app install, for A/B assignment"), *CONDITIONAL_HEADERS),
+           errors={400: "Unknown timeframe (lists the valid ones)", 404: "Unknown symbol or model version",
+                   422: "A parameter is missing, too long or of the wrong type"})
+def predict_get(query: PredictQuery):
     started = time.perf_counter()
-    note(symbol=body.symbol, timeframe=body.timeframe)
+    service = get_service()
+    token = service.cache_token(query.symbol, query.timeframe, query.model_version, client_id())
+    newest = None if token[3] is None else pd.Timestamp(token[3])
+    note(symbol=token[0], timeframe=token[1], version=token[2])
+    return conditional(etag("prediction", *token), next_candle_max_age(newest, service.now()), private=True,
+                       build=lambda: _answer(query.symbol, query.timeframe, query.model_version, started))
+
+
+def _answer(symbol, timeframe, model_version, started: float):
+    note(symbol=symbol, timeframe=timeframe)
     service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
     slot, entry = None, None
     if cache_enabled():
-        slot, entry = _lookup(service.cache_token(body.symbol, body.timeframe, body.model_version, cid), "predict")
+        slot, entry = _lookup(service.cache_token(symbol, timeframe, model_version, cid), "predict")
     hit = entry is not None
     if not hit:
-        entry = _cached(service.predict(body.symbol, body.timeframe, model_version=body.model_version,
-                                        client_id=cid))
-        _store(slot, entry, body.timeframe)
+        entry = _cached(service.predict(symbol, timeframe, model_version=model_version, client_id=cid))
+        _store(slot, entry, timeframe)
     _served(entry[_VERSION], entry[_TIMEFRAME], hit)
     note(symbol=entry[_SYMBOL], version=entry[_VERSION], cache_hit=hit)
     metadata = (f'{{"processing_time":{_number(round(time.perf_counter() - started, 6))},'

@@ -102,6 +102,14 @@ class PredictRequest(_Request):
                                                     "default: the client's A/B assignment")
 
 
+class PredictQuery(_Request):
+    """GET /predict's parameters: PredictRequest's fields."""
+
+    symbol: Name = Field(description="CoinGecko id, ticker (BTC) or Binance pair (BTCUSDT)", examples=["bitcoin"])
+    timeframe: Timeframe = DEFAULT_TIMEFRAME
+    model_version: OptionalName = Field(None, description="Version id (v3) or alias (production, challenger)")
+
+
 class BatchRequest(_Request):
     symbols: list[_Raw] = Field(min_length=1, max_length=MAX_BATCH_SYMBOLS,
                                 description=f"At most {MAX_BATCH_SYMBOLS} (more: 413)")

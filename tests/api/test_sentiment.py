@@ -134,3 +134,13 @@ def test_a_retrain_of_a_production_trained_with_the_index_keeps_it(with_index, q
     _, models, _ = with_index
     assert plan(models, "v1").sentiment
     assert not plan(quick_bundle.models_dir, quick_bundle.production).sentiment
+
+
+def test_the_series_is_conditional_until_the_next_value_is_published(client):
+    first = client.get("/api/v1/sentiment?days=7")
+    newest = pd.Timestamp(first.get_json()["data"]["current"]["date"], tz="UTC")
+    until = (newest + pd.Timedelta(days=2) - pd.Timestamp(FRESH_NOW, unit="s", tz="UTC")).total_seconds()
+    assert first.cache_control.max_age == (min(86400, int(until)) if until > 0 else 60)
+    again = client.get("/api/v1/sentiment?days=7", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    assert client.get("/api/v1/sentiment?days=8", headers={"If-None-Match": first.headers["ETag"]}).status_code == 200
