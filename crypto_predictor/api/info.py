@@ -1,4 +1,5 @@
-"""GET endpoints of /api/v1: analysis, sentiment, models, model performance, symbols, prediction history."""
+"""GET endpoints of /api/v1: analysis, correlation, sentiment, models, model performance, symbols, prediction
+history."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import time
 import pandas as pd
 from flask import Blueprint, current_app, jsonify
 
+from crypto_predictor.api.errors import ValidationFailed
 from crypto_predictor.api.http_cache import (CONDITIONAL_HEADERS, conditional, etag, next_candle_max_age,
                                              seconds_until)
 from crypto_predictor.api.observability import CACHE_LOOKUPS, labelled, note
 from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import cache_enabled, cache_get, cache_key, cache_set, get_service
-from crypto_predictor.api.schemas import (Analysis, AnalysisQuery, Generic, HistoryQuery, Sentiment, SentimentQuery,
-                                          SymbolPath, VersionPath)
+from crypto_predictor.api.schemas import (Analysis, AnalysisQuery, CorrelationQuery, Generic, HistoryQuery, Sentiment,
+                                          SentimentQuery, SymbolPath, VersionPath)
 from crypto_predictor.errors import DataNotFound
 from crypto_predictor.serving.analysis import analyse, history_hours
+from crypto_predictor.serving.correlation import correlation
 from crypto_predictor.serving.sentiment import newest_day, sentiment_window
 from crypto_predictor.symbols import ASSETS, INTERVALS_MS, TIMEFRAMES, resolve
 
@@ -70,6 +73,28 @@ def _analysis(store, made_of: tuple, as_of: pd.Timestamp, started: float):
         cache_set(key, data, "1h")
     note(cache_hit=hit)
     return _ok(data, started, cache_hit=hit)
+
+
+@bp.get("/analysis/correlation")
+@operation(summary="Return correlations between symbols and their rolling correlation to bitcoin", tags=("analysis",),
+           description="Log returns of complete bars (1h, 4h or 1d, UTC-aligned) over the last `days` days that "
+                       "every symbol has stored; `matrix` holds Pearson correlations, `rolling_to_reference` each "
+                       "symbol's correlation to bitcoin over a trailing 30-bar window, per bar.",
+           query=CorrelationQuery, response=Generic, conditional=True, headers=CONDITIONAL_HEADERS,
+           errors={400: "Unknown interval, or fewer than 30 common bars (insufficient_data)",
+                   404: "Unknown symbol, or no candles stored for one", 422: "symbols lists fewer than 2 or more "
+                   "than 20 symbols, or days is not an integer from 1 to 365"})
+def correlation_matrix(query: CorrelationQuery):
+    started = time.perf_counter()
+    assets = list(dict.fromkeys(resolve(s).id for s in query.symbols))
+    if len(assets) < 2:
+        raise ValidationFailed("'symbols' must name at least 2 different assets", field="symbols")
+    store = current_app.extensions["candle_store"]
+    newest = [store.latest_time(a, "1h") for a in (*assets, "bitcoin")]
+    made_of = (tuple(assets), query.interval, query.days, tuple(t and t.isoformat() for t in newest))
+    common = None if None in newest else min(newest)
+    return conditional(etag("correlation", *made_of), next_candle_max_age(common, get_service().now()),
+                       build=lambda: _ok(correlation(store, assets, query.interval, query.days), started))
 
 
 @bp.get("/sentiment")

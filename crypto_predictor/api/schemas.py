@@ -31,6 +31,7 @@ DEFAULT_ANALYSIS_DAYS = 30
 DEFAULT_INTERVAL = "1d"
 HISTORY_LIMIT = (1, 500)
 SENTIMENT_DAYS = (1, 3650)
+MIN_CORRELATION_SYMBOLS, MAX_CORRELATION_SYMBOLS = 2, 20
 DEFAULT_SENTIMENT_DAYS = 30
 DEFAULT_HISTORY_LIMIT = 50
 
@@ -121,6 +122,23 @@ class AnalysisQuery(_Request):
     days: Annotated[int, Field(ge=ANALYSIS_DAYS[0], le=ANALYSIS_DAYS[1]), _query_int(DEFAULT_ANALYSIS_DAYS)] = Field(
         DEFAULT_ANALYSIS_DAYS, description="Days of history, counted back from the newest candle")
     interval: Interval = Field(DEFAULT_INTERVAL, description="Bar length")
+
+
+def _symbol_list(value: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not MIN_CORRELATION_SYMBOLS <= len(names) <= MAX_CORRELATION_SYMBOLS:
+        raise PydanticCustomError("symbol_count", "must name {low} to {high} different symbols, comma-separated",
+                                  {"low": MIN_CORRELATION_SYMBOLS, "high": MAX_CORRELATION_SYMBOLS})
+    return names
+
+
+class CorrelationQuery(_Request):
+    symbols: Annotated[str, StringConstraints(max_length=MAX_CORRELATION_SYMBOLS * (MAX_NAME_LENGTH + 1)),
+                       AfterValidator(_symbol_list)] = Field(examples=["bitcoin,ethereum,solana"],
+                                                            description="Comma-separated symbols")
+    days: Annotated[int, Field(ge=ANALYSIS_DAYS[0], le=ANALYSIS_DAYS[1]), _query_int(90)] = Field(
+        90, description="Days of history, counted back from the newest candle all symbols have")
+    interval: Interval = Field(DEFAULT_INTERVAL, description="Bar length of the returns")
 
 
 class SentimentQuery(_Request):
