@@ -288,9 +288,10 @@ def test_batch_of_fifty_is_allowed(client):
 
 
 def test_wrong_method_and_unknown_path(client):
-    response = client.get("/api/v1/predict")
+    response = client.delete("/api/v1/predict")
     assert_error(response, 405, "method_not_allowed")
-    assert "POST" in response.headers["Allow"]
+    assert {"POST", "GET"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+    assert_error(client.get("/api/v1/predict/batch"), 405, "method_not_allowed")
     assert_error(client.post("/api/v1/nothing-here", json={}), 404, "not_found")
 
 
