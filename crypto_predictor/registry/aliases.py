@@ -47,7 +47,7 @@ def resolve_version(models_dir, version_or_alias: str) -> str:
     return name
 
 
-def _check_alias(alias: str) -> str:
+def check_alias(alias: str) -> str:
     if alias not in ALIASES:
         raise InvalidInput(f"unknown alias {alias!r}; valid aliases: {', '.join(ALIASES)}")
     return alias
@@ -124,7 +124,7 @@ def _lock(root: Path) -> FileLock:
     return FileLock(str(root / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
 
 
-def _user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
@@ -137,7 +137,7 @@ def _switch(root: Path, alias: str, version: str, action: str) -> dict:
     what was wrong)."""
     aliases, problem = read_aliases(root)
     entry = {"time": utcnow_iso(), "alias": alias, "from": aliases.get(alias), "to": version,
-             "action": action, "user": _user()}
+             "action": action, "user": current_user()}
     if aliases.get(alias) == version and problem is None:
         return entry  # nothing changes, so nothing to record
     aliases[alias] = version
@@ -158,7 +158,7 @@ def set_alias(models_dir, alias: str, version: str) -> dict:
     Returns the history entry (``from`` / ``to``).
     """
     root = models_root(models_dir)
-    _check_alias(alias)
+    check_alias(alias)
     try:
         with _lock(root):
             target = resolve_version(root, version)
@@ -168,7 +168,7 @@ def set_alias(models_dir, alias: str, version: str) -> dict:
         raise InvalidInput(f"another deploy holds {root / LOCK_FILE}; try again") from None
 
 
-def _alias_stack(entries: list[dict], current: str | None) -> list[str]:
+def alias_stack(entries: list[dict], current: str | None) -> list[str]:
     """Replay history into the stack of versions the alias went through (rollbacks pop)."""
     stack: list[str] = []
     for entry in entries:
@@ -188,11 +188,11 @@ def rollback(models_dir=None, alias: str = "production") -> dict:
     Repeated rollbacks keep walking back. Returns the history entry.
     """
     root = models_root(models_dir)
-    _check_alias(alias)
+    check_alias(alias)
     try:
         with _lock(root):
             current = read_aliases(root)[0].get(alias)
-            stack = _alias_stack(alias_history(root, alias), current)
+            stack = alias_stack(alias_history(root, alias), current)
             if current is None or len(stack) < 2:
                 raise ModelNotFound(f"alias {alias!r} has no previous version to roll back to")
             previous = stack[-2]

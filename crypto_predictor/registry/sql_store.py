@@ -30,9 +30,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from crypto_predictor.errors import BundleIntegrityError, CryptoPredictorError, InvalidInput, ModelNotFound, \
     ModelStoreUnavailable
-from crypto_predictor.registry.aliases import ALIASES, _alias_stack, _check_alias, _user
+from crypto_predictor.registry.aliases import ALIASES, alias_stack, check_alias, current_user
 from crypto_predictor.registry.bundle import verify_bundle
-from crypto_predictor.registry.versions import MANIFEST, _version_dirs, version_number
+from crypto_predictor.registry.versions import MANIFEST, version_dirs, version_number
 from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.storage.tables import (MODEL_STORE_TABLES, metadata, model_alias_history, model_aliases,
                                              model_blobs, model_files, model_store_state, model_versions)
@@ -111,7 +111,7 @@ class SqlStore:
         """Reserve the next version number in the database, then its local directory."""
         self.root.mkdir(parents=True, exist_ok=True)
         for _ in range(1000):
-            local = _version_dirs(self.root)
+            local = version_dirs(self.root)
             with self._db() as conn:
                 top = conn.execute(select(func.max(model_versions.c.number))).scalar() or 0
             number = max(top, version_number(local[-1]) if local else 0) + 1
@@ -306,14 +306,14 @@ class SqlStore:
 
     def set_alias(self, alias: str, version: str) -> dict:
         """Point an alias at a pushed version, verified in a local copy first; returns the history entry."""
-        _check_alias(alias)
+        check_alias(alias)
         target = self.resolve(version)
         verify_bundle(self.fetch(target))
         return self._switch(alias, lambda current, _stack: target, "set")
 
     def rollback(self, alias: str = "production") -> dict:
         """Return an alias to the version before its current one (repeated: keep walking back)."""
-        _check_alias(alias)
+        check_alias(alias)
 
         def previous(current, stack):
             if current is None or len(stack) < 2:
@@ -332,9 +332,9 @@ class SqlStore:
             h = model_alias_history.c
             entries = [{"alias": alias, "from": f, "to": t, "action": a} for f, t, a in conn.execute(
                 select(h.from_version, h.to_version, h.action).where(h.alias == alias).order_by(h.id)).all()]
-            target = choose(current, _alias_stack(entries, current))
+            target = choose(current, alias_stack(entries, current))
             entry = {"time": utcnow_iso(), "alias": alias, "from": current, "to": target, "action": action,
-                     "user": _user()}
+                     "user": current_user()}
             if current == target:
                 tx.rollback()  # nothing changes, so nothing to record and nothing for workers to notice
                 return entry

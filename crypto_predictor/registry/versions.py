@@ -40,7 +40,7 @@ def models_root(models_dir) -> Path:
     return Path(Config().MODELS_DIR if models_dir is None else models_dir)
 
 
-def _version_dirs(models_dir: Path) -> list[str]:
+def version_dirs(models_dir: Path) -> list[str]:
     try:
         entries = list(os.scandir(models_dir))
     except FileNotFoundError:
@@ -57,14 +57,14 @@ def allocate_version(models_dir=None) -> tuple[str, Path]:
     """
     root = models_root(models_dir)
     root.mkdir(parents=True, exist_ok=True)
-    existing = _version_dirs(root)
+    existing = version_dirs(root)
     number = version_number(existing[-1]) + 1 if existing else 1
     for _ in range(10_000):
         path = root / f"v{number}"
         try:
             os.mkdir(path)
         except FileExistsError:
-            existing = _version_dirs(root)
+            existing = version_dirs(root)
             number = max(number + 1, version_number(existing[-1]) + 1 if existing else 1)
             continue
         return path.name, path
@@ -74,7 +74,7 @@ def allocate_version(models_dir=None) -> tuple[str, Path]:
 def available_versions(models_dir=None) -> list[str]:
     """Finalized versions (those with a manifest), in numeric order; hashes are not checked."""
     root = models_root(models_dir)
-    return [v for v in _version_dirs(root) if (root / v / MANIFEST).is_file()]
+    return [v for v in version_dirs(root) if (root / v / MANIFEST).is_file()]
 
 
 def _fsync_dir(path: Path) -> None:

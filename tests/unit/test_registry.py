@@ -72,7 +72,7 @@ def test_allocation_continues_after_the_highest_version(tmp_path):
 def test_allocation_retries_when_another_writer_wins_the_race(tmp_path, monkeypatch):
     # A stale directory scan (the other writer created v1 after we looked) must not reuse v1.
     (tmp_path / "v1").mkdir()
-    monkeypatch.setattr(versions, "_version_dirs", lambda root: [])
+    monkeypatch.setattr(versions, "version_dirs", lambda root: [])
     assert allocate_version(tmp_path)[0] == "v2"
 
 
