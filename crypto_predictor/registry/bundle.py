@@ -49,7 +49,7 @@ def sha256_file(path, fsync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _relpath(*parts) -> str:
+def relpath(*parts) -> str:
     """Join parts into a bundle-relative POSIX path, refusing anything that escapes the bundle."""
     rel = PurePosixPath(*[str(p) for p in parts])
     if not parts or rel.is_absolute() or ".." in rel.parts or "\\" in str(rel) or str(rel) in ("", "."):
@@ -196,7 +196,7 @@ class BundleWriter:
         """Absolute path for an artifact (parent directories created)."""
         if self.manifest is not None:
             raise InvalidInput(f"bundle {self.version} is finalized; it cannot change")
-        rel = _relpath(*parts)
+        rel = relpath(*parts)
         if rel == MANIFEST:
             raise InvalidInput(f"{MANIFEST} is written by finalize()")
         target = self.path / rel
@@ -310,18 +310,18 @@ class Bundle:
         return tuple(sorted(files)) if files else None
 
     def has(self, *parts) -> bool:
-        return _relpath(*parts) in self.files
+        return relpath(*parts) in self.files
 
     def artifacts(self, *prefix) -> list[str]:
         """Relative paths of artifacts under a prefix, e.g. ``artifacts("bitcoin", "24h")``."""
         if not prefix:
             return sorted(self.files)
-        head = _relpath(*prefix) + "/"
+        head = relpath(*prefix) + "/"
         return sorted(rel for rel in self.files if rel.startswith(head))
 
     def artifact(self, *parts) -> Path:
         """Absolute path of an artifact the manifest lists; ModelNotFound otherwise."""
-        rel = _relpath(*parts)
+        rel = relpath(*parts)
         if rel not in self.files:
             raise ModelNotFound(f"bundle {self.version} has no artifact {rel}", version=self.version)
         return self.path / rel
@@ -330,7 +330,7 @@ class Bundle:
         """Artifact bytes, re-hashed so what gets unpickled is exactly what was verified."""
         path = self.artifact(*parts)
         data = path.read_bytes()
-        rel = _relpath(*parts)
+        rel = relpath(*parts)
         if hashlib.sha256(data).hexdigest() != self.files[rel]:
             raise BundleIntegrityError(f"bundle {self.version}: sha256 mismatch for {rel}", file=rel)
         return data

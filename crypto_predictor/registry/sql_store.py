@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from crypto_predictor.errors import BundleIntegrityError, CryptoPredictorError, InvalidInput, ModelNotFound, \
     ModelStoreUnavailable
 from crypto_predictor.registry.aliases import ALIASES, alias_stack, check_alias, current_user
-from crypto_predictor.registry.bundle import verify_bundle
+from crypto_predictor.registry.bundle import relpath, verify_bundle
 from crypto_predictor.registry.versions import MANIFEST, version_dirs, version_number
 from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.storage.tables import (MODEL_STORE_TABLES, metadata, model_alias_history, model_aliases,
@@ -191,6 +191,8 @@ class SqlStore:
                 raise BundleIntegrityError(f"local {version} is not the bundle the shared store holds under that "
                                            "name; move it away to pull the shared one", file=MANIFEST)
             return target
+        if row.manifest is None or hashlib.sha256(row.manifest.encode("utf-8")).hexdigest() != row.manifest_sha256:
+            raise BundleIntegrityError(f"bundle {version}: the shared store's manifest is altered", file=MANIFEST)
         self._pull(version, row.manifest)
         return target
 
@@ -203,6 +205,9 @@ class SqlStore:
             files = json.loads(manifest_text)["files"]
             links: dict[str, Path] = {}
             for rel, sha in sorted(files.items()):
+                if not _plain_path(rel):  # the rows are not trusted to stay inside the copy
+                    raise BundleIntegrityError(f"bundle {version}: the shared store lists a bad path {rel!r}",
+                                               file=MANIFEST)
                 dest = work / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 if sha in links:  # same content: one copy on disk, as the writer leaves it
@@ -345,6 +350,14 @@ class SqlStore:
             conn.execute(insert(model_alias_history).values(time=entry["time"], alias=alias, from_version=current,
                                                             to_version=target, action=action, by_user=entry["user"]))
         return entry
+
+
+def _plain_path(rel) -> bool:
+    """A relative POSIX path inside a bundle, not its manifest."""
+    try:
+        return isinstance(rel, str) and rel != MANIFEST and relpath(rel) == rel
+    except InvalidInput:
+        return False
 
 
 def _now() -> datetime:

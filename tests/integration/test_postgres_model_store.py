@@ -10,6 +10,7 @@ from tests.unit.test_model_store import (  # noqa: F401  (collected here, agains
     test_a_different_bundle_under_a_taken_name_is_refused, test_a_tampered_local_copy_is_refused_before_an_alias_moves,
     test_a_version_pushed_on_one_host_is_fetched_verified_on_another, test_alias_switch_history_and_rollback,
     test_an_altered_blob_is_refused_and_nothing_is_left_behind,
+    test_an_altered_manifest_row_or_a_path_outside_the_copy_is_refused,
     test_concurrent_alias_writers_lose_and_duplicate_nothing,
     test_hosts_with_their_own_directories_never_get_the_same_version, test_identical_files_are_stored_once,
     test_unknown_versions_and_aliases_list_what_exists)

@@ -229,3 +229,28 @@ def test_an_unreachable_store_is_a_clear_error(tmp_path):
     with pytest.raises(ModelStoreUnavailable, match="model store sqlite:///.*unavailable"):
         store.alias_token()
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("bad", ["../escaped.txt", "/abs.txt", "a/../../b", "manifest.json"])
+def test_an_altered_manifest_row_or_a_path_outside_the_copy_is_refused(tmp_path, shared_url, bad):
+    import json
+
+    from crypto_predictor.storage.tables import model_versions
+
+    store = SqlStore(shared_url, tmp_path / "copies")
+    version = make_bundle(store)
+    with store.engine.begin() as conn:
+        text = conn.execute(select(model_versions.c.manifest)).scalar()
+        manifest = json.loads(text)
+        manifest["files"][bad] = manifest["files"]["features.json"]
+        altered = json.dumps(manifest)
+        conn.execute(update(model_versions).values(manifest=altered))
+    other = SqlStore(shared_url, tmp_path / "host" / "models")
+    with pytest.raises(BundleIntegrityError, match="manifest is altered"):
+        other.fetch(version)
+    with store.engine.begin() as conn:  # its hash rewritten too: the path itself is refused
+        conn.execute(update(model_versions).values(manifest_sha256=hashlib.sha256(altered.encode()).hexdigest()))
+    with pytest.raises(BundleIntegrityError, match="bad path"):
+        other.fetch(version)
+    assert not (tmp_path / "host" / "escaped.txt").exists() and not (tmp_path / "abs.txt").exists()
+    assert not (other.root / version).exists()
