@@ -22,13 +22,14 @@ import time
 import pandas as pd
 from flask import Blueprint, current_app, jsonify
 
+from crypto_predictor.api.explanation_schema import EXPLAIN_DOC
 from crypto_predictor.api.http_cache import CONDITIONAL_HEADERS, conditional, etag, next_candle_max_age
-
 from crypto_predictor.api.observability import CACHE_LOOKUPS, PREDICTIONS, labelled, note
 from crypto_predictor.api.operations import operation
 from crypto_predictor.api.runtime import (cache_enabled, cache_get, cache_get_many, cache_key, cache_set, client_id,
                                           get_service)
 from crypto_predictor.api.schemas import Batch, BatchRequest, Prediction, PredictQuery, PredictRequest
+from crypto_predictor.errors import CryptoPredictorError
 
 bp = Blueprint("predict", __name__)
 
@@ -83,12 +84,13 @@ BODY_ERRORS = {400: "Body is not a JSON object (malformed_request), or unknown t
 @operation(summary="Predict one symbol's price at the end of a timeframe", tags=("predict",),
            description="Served by the requested version, else by the client's A/B assignment (X-Client-Id "
                        "header, else the peer address); the served version is always in data.model_version. "
-                       "Answers are cached until the next candle or model switch (metadata.cache_hit).",
+                       "Answers are cached until the next candle or model switch (metadata.cache_hit). "
+                       + EXPLAIN_DOC,
            body=PredictRequest, response=Prediction, example={"symbol": "bitcoin", "timeframe": "24h"},
            headers=(("X-Client-Id", "Stable id of the app install, for A/B assignment"),),
            errors={**BODY_ERRORS, 404: "Unknown symbol (lists the supported ones) or model version"})
 def predict(body: PredictRequest):
-    return _answer(body.symbol, body.timeframe, body.model_version, time.perf_counter())
+    return _answer(body.symbol, body.timeframe, body.model_version, time.perf_counter(), body.explain)
 
 
 @bp.get("/predict")
@@ -96,7 +98,7 @@ def predict(body: PredictRequest):
            description="The same answer as POST /predict, for clients that poll: it carries an ETag (which "
                        "changes with the next candle or a model switch) and Cache-Control: private, max-age=<seconds "
                        "until the next candle closes>. A request whose If-None-Match holds the current ETag gets 304 "
-                       "with no body, without the prediction being made again.",
+                       "with no body, without the prediction being made again. " + EXPLAIN_DOC,
            query=PredictQuery, response=Prediction, conditional=True,
            headers=(("X-Client-Id", "Stable id of the app install, for A/B assignment"), *CONDITIONAL_HEADERS),
            errors={400: "Unknown timeframe (lists the valid ones)", 404: "Unknown symbol or model version",
@@ -107,11 +109,12 @@ def predict_get(query: PredictQuery):
     token = service.cache_token(query.symbol, query.timeframe, query.model_version, client_id())
     newest = None if token[3] is None else pd.Timestamp(token[3])
     note(symbol=token[0], timeframe=token[1], version=token[2])
-    return conditional(etag("prediction", *token), next_candle_max_age(newest, service.now()), private=True,
-                       build=lambda: _answer(query.symbol, query.timeframe, query.model_version, started))
+    tag = etag("prediction", *token, *(("explain",) if query.explain else ()))
+    return conditional(tag, next_candle_max_age(newest, service.now()), private=True,
+                       build=lambda: _answer(query.symbol, query.timeframe, query.model_version, started, query.explain))
 
 
-def _answer(symbol, timeframe, model_version, started: float):
+def _answer(symbol, timeframe, model_version, started: float, explain: bool = False):
     note(symbol=symbol, timeframe=timeframe)
     service = get_service()  # its calls run the (cheap) model refresh check themselves
     cid = client_id()
@@ -126,8 +129,12 @@ def _answer(symbol, timeframe, model_version, started: float):
     note(symbol=entry[_SYMBOL], version=entry[_VERSION], cache_hit=hit)
     metadata = (f'{{"processing_time":{_number(round(time.perf_counter() - started, 6))},'
                 f'"cache_hit":{"true" if hit else "false"},"model_accuracy":{_number(entry[_ACCURACY])}}}')
+    data = entry[_JSON]
+    if explain:  # the served version's explanation, spliced into the cached data object
+        found = service.explain(symbol, timeframe, model_version=entry[_VERSION], client_id=cid)
+        data = b"".join((data[:-1], b',"explanation":', _to_json(found), b"}"))
     # What jsonify({"status", "data", "metadata"}) would send, with "data" encoded once per cache entry.
-    body = b"".join((b'{"status":"success","data":', entry[_JSON], b',"metadata":', metadata.encode(), b"}\n"))
+    body = b"".join((b'{"status":"success","data":', data, b',"metadata":', metadata.encode(), b"}\n"))
     return current_app.response_class(body, mimetype="application/json")
 
 
@@ -141,7 +148,7 @@ def _number(value) -> str:
 @bp.post("/predict/batch")
 @operation(summary="Predict several symbols in one call", tags=("predict",),
            description="One entry per requested symbol, in order; a symbol that fails is reported in its own "
-                       "entry (status error) and the call still answers 200.",
+                       "entry (status error) and the call still answers 200. " + EXPLAIN_DOC,
            body=BatchRequest, response=Batch, example={"symbols": ["bitcoin", "ETH"], "timeframe": "7d"},
            errors={**BODY_ERRORS, 404: "Unknown model version", 413: "More than 50 symbols, or body larger than 64 KiB"})
 def predict_batch(body: BatchRequest):
@@ -180,6 +187,8 @@ def predict_batch(body: BatchRequest):
                     _store(slots[i], _cached(data), body.timeframe)
                 _served(data.get("model_version"), data.get("timeframe"), False)
             entries[i] = entry
+    if body.explain:
+        _explain_entries(service, entries, body.timeframe, cid)
     ok = sum(1 for e in entries if e.get("status") == "success")
     hits = sum(1 for e in entries if e.get("cache_hit"))
     note(version=version, cache_hit=hits == len(entries))
@@ -189,3 +198,16 @@ def predict_batch(body: BatchRequest):
         "metadata": {"processing_time": round(time.perf_counter() - started, 6), "count": len(entries),
                      "succeeded": ok, "failed": len(entries) - ok, "cache_hits": hits, "model_version": version},
     })
+
+
+def _explain_entries(service, entries: list, timeframe: str, cid) -> None:
+    for entry in entries:
+        if entry.get("status") != "success":
+            continue
+        data = entry["data"] = dict(entry["data"])
+        try:
+            data["explanation"] = service.explain(data["symbol"], timeframe, model_version=data["model_version"],
+                                                  client_id=cid)
+        except CryptoPredictorError as exc:  # the prediction stands; only its explanation is missing
+            data["explanation"] = None
+            entry["explanation_error"] = {"code": exc.code, "message": exc.message}

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from crypto_predictor.api.explanation_schema import Explanation
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.symbols import INTERVALS_MS, TIMEFRAMES, check_interval, check_timeframe, core_ids, supported_ids
 
@@ -101,6 +102,7 @@ class PredictRequest(_Request):
     model_version: OptionalName = Field(None, examples=["production"],
                                         description="Version id (v3) or alias (production, challenger); "
                                                     "default: the client's A/B assignment")
+    explain: bool = Field(False, description="Add data.explanation: the top feature contributions")
 
 
 class PredictQuery(_Request):
@@ -109,6 +111,7 @@ class PredictQuery(_Request):
     symbol: Name = Field(description="CoinGecko id, ticker (BTC) or Binance pair (BTCUSDT)", examples=["bitcoin"])
     timeframe: Timeframe = DEFAULT_TIMEFRAME
     model_version: OptionalName = Field(None, description="Version id (v3) or alias (production, challenger)")
+    explain: bool = Field(False, description="true: add data.explanation")
 
 
 class BatchRequest(_Request):
@@ -116,6 +119,7 @@ class BatchRequest(_Request):
                                 description=f"At most {MAX_BATCH_SYMBOLS} (more: 413)")
     timeframe: Timeframe = DEFAULT_TIMEFRAME
     model_version: OptionalName = None
+    explain: bool = Field(False, description="Add data.explanation to every successful entry")
 
 
 class AnalysisQuery(_Request):
@@ -215,6 +219,7 @@ class PredictionData(BaseModel):
                                         "now to target_time (a HAR forecast of realised variance at 1h / 24h; an EWMA at "
                                         "7d and in older bundles), the scale of the intervals; null where the intervals are not "
                                         "volatility-scaled (30d)")
+    explanation: Optional[Explanation] = Field(None, description="Only when the request asked for explain")
 
 
 class PredictionMetadata(BaseModel):
@@ -235,6 +240,7 @@ class BatchEntry(BaseModel):
     cache_hit: Optional[bool] = None
     data: Optional[PredictionData] = None
     error: Optional[ErrorBody] = None
+    explanation_error: Optional[ErrorBody] = Field(None, description="Why data.explanation is null (explain only)")
 
 
 class BatchMetadata(BaseModel):

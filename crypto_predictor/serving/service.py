@@ -43,6 +43,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.aliases import ALIASES
 from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.serving.data import ServingData
+from crypto_predictor.serving.explain import Explainer
 from crypto_predictor.serving.live_refresh import LiveRefresher
 from crypto_predictor.serving.pairs import LEVELS
 from crypto_predictor.serving.prediction_log import PredictionLogWriter, ensure_table
@@ -96,6 +97,7 @@ class PredictionService:
         self.refresher = (LiveRefresher(source, store, self.served_assets, self.now, every)
                           if source is not None and every > 0 else None)
         self.status = StatusReports(self)
+        self.explainer = Explainer()
 
     # ---------------------------------------------------------------- models
 
@@ -302,6 +304,19 @@ class PredictionService:
         # memoised: see serving_data.py for the bound
         latest = self.data.latest(dict.fromkeys(a for a in assets if isinstance(a, str)))
         return [a if isinstance(a, Exception) else (a, timeframe, version, _token_time(latest[a])) for a in assets]
+
+    def explain(self, symbol, timeframe="24h", model_version=None, client_id=None) -> dict:
+        """The top feature contributions of the prediction ``predict`` makes with the same arguments
+        (``serving.explain``), computed once per newest candle."""
+        version, _, served = self._route(model_version, client_id)
+        bundle = served.bundles.get(version) or self.models.bundle(version)
+        pair = bundle.pair(resolve(symbol).id, check_timeframe(timeframe))
+        fresh = self._fresh_many([pair.asset, *pair.context], self.now())
+        for item in fresh.values():
+            if isinstance(item, Exception):
+                raise item
+        inputs, _, _ = self.data.pair_inputs(pair, {a: f.latest for a, f in fresh.items()})
+        return self.explainer.explain(pair, inputs)
 
     # ---------------------------------------------------------------- introspection
 

@@ -102,9 +102,10 @@ def test_documented_fields_match_real_answers(app, spec):
     """The declared response models accept the real answers, and name exactly their fields."""
     client = app.test_client()
     schemas = spec["components"]["schemas"]
-    body = client.post("/api/v1/predict", json={"symbol": "bitcoin"}).get_json()
+    body = client.post("/api/v1/predict", json={"symbol": "bitcoin", "explain": True}).get_json()
     Prediction.model_validate(body)
     assert set(body["data"]) == set(schemas["PredictionData"]["properties"])
+    assert set(body["data"]["explanation"]) == set(schemas["Explanation"]["properties"])
     assert set(schemas["PredictionData"]["required"]) <= set(body["data"])
     assert set(body["metadata"]) == set(schemas["PredictionMetadata"]["properties"])
     batch = client.post("/api/v1/predict/batch", json={"symbols": ["BTC", "nope"]}).get_json()
