@@ -132,13 +132,17 @@ def models():
                        "coverage_80/95, interval_width_*, interval_score_80/95 (width + 2/alpha x miss distance, "
                        "log-return units; lower is better), coverage_*_by_vol (low, middle, high volatility third). "
                        "brier: Brier score of the direction probability (a coin flip scores 0.25); the served row "
-                       "also has its 10-bin reliability table.",
-           path=VersionPath, response=Generic, errors={404: "Unknown model version (lists the available ones)"})
+                       "also has its 10-bin reliability table. The ETag changes with the version, the served "
+                       "aliases and every newly realised prediction; max-age runs to the next candle's close.",
+           path=VersionPath, response=Generic, conditional=True, headers=CONDITIONAL_HEADERS,
+           errors={404: "Unknown model version (lists the available ones)"})
 def model_performance(model_version: str):
     started = time.perf_counter()
-    data = get_service().performance(model_version)
-    note(version=data.get("version") if isinstance(data, dict) else None)
-    return _ok(data, started)
+    service = get_service()
+    token, newest = service.performance_token(model_version)
+    note(version=token[0])
+    return conditional(etag("performance", *token), next_candle_max_age(newest, service.now()),
+                       build=lambda: _ok(service.performance(model_version), started))
 
 
 @bp.get("/symbols")

@@ -78,6 +78,15 @@ def live_accuracy(engine, version=None, asset=None, timeframe=None, by=("model_v
     return out
 
 
+def realised_state(engine) -> tuple:
+    """(realised rows, newest realised_at): changes whenever a live figure can."""
+    t = prediction_log.c
+    with engine.connect() as conn:
+        count, newest = conn.execute(select(func.count(), func.max(t.realised_at))
+                                     .where(t.realised_price.is_not(None))).one()
+    return int(count), iso(newest)
+
+
 def _outcome(row) -> dict:
     realised, predicted, current = row.realised_price, row.predicted_price, row.current_price
     item = {

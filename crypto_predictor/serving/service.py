@@ -334,6 +334,9 @@ class PredictionService:
     def performance(self, version) -> dict:
         return self.status.performance(version)
 
+    def performance_token(self, version) -> tuple:
+        return self.status.performance_token(version)
+
     def history(self, symbol, limit=50) -> list[dict]:
         return self.status.history(symbol, limit)
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from crypto_predictor.registry.aliases import ALIASES
 from crypto_predictor.registry.artifacts import SERVED
-from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy
+from crypto_predictor.serving.live_metrics import history as live_history, live_accuracy, realised_state
 from crypto_predictor.serving.prediction_log import verify
 from crypto_predictor.symbols import resolve
 
@@ -64,7 +64,8 @@ class StatusReports:
         except Exception as exc:  # live figures are then a little behind, nothing worse
             log.warning("prediction log verification failed: %s", exc)
 
-    def performance(self, version) -> dict:
+    def _manifest(self, version) -> tuple:
+        """(served snapshot, resolved version, its manifest); raises ModelNotFound for an unknown one."""
         svc = self.service
         served = svc.snapshot()
         name = version if version not in (None, "") else "production"
@@ -73,7 +74,28 @@ class StatusReports:
         else:
             resolved = svc.model_store.resolve(name)
         bundle = served.bundles.get(resolved)  # a served version's manifest is already loaded
-        manifest = bundle.manifest if bundle is not None else svc.model_store.load_manifest(resolved)
+        return served, resolved, bundle.manifest if bundle is not None else svc.model_store.load_manifest(resolved)
+
+    def performance_token(self, version) -> tuple:
+        """(what ``performance(version)`` is made of, the oldest newest-candle time of its assets): the
+        version and its manifest, the served aliases (the A/B block), and the realised rows of the log."""
+        svc = self.service
+        served, resolved, manifest = self._manifest(version)
+        live = None
+        if svc.log is not None:
+            self._verify_log()
+            try:
+                live = realised_state(svc.store.engine)
+            except Exception as exc:  # no log table yet: performance() reports no live rows either
+                live = type(exc).__name__
+        latest = svc.data.latest(manifest.get("assets") or []) if manifest.get("assets") else {}
+        known = [t for t in latest.values() if t is not None]
+        token = (resolved, manifest.get("created_at"), sorted(served.aliases.items()), svc.ab_share, live)
+        return token, min(known) if known else None
+
+    def performance(self, version) -> dict:
+        svc = self.service
+        served, resolved, manifest = self._manifest(version)
         overall = (manifest.get("metrics") or {}).get("overall") or {}
         walk_forward = {asset: {tf: {kind: _walk_forward_row(kind, row) for kind, row in kinds.items()}
                                 for tf, kinds in tfs.items()} for asset, tfs in overall.items()}

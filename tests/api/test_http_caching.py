@@ -79,7 +79,7 @@ def test_a_store_behind_by_a_candle_is_polled_again_within_a_minute(make_app):
 def test_analysis_is_conditional_and_public(fresh):
     _, client, _ = fresh
     first = client.get("/api/v1/analysis/bitcoin?days=5&interval=4h")
-    assert first.status_code == 200 and first.cache_control.public
+    assert first.status_code == 200 and first.cache_control.public, first.get_data(as_text=True)
     assert first.cache_control.max_age == UNTIL_NEXT_CLOSE
     again = client.get("/api/v1/analysis/bitcoin?days=5&interval=4h", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
@@ -91,8 +91,39 @@ def test_the_openapi_document_describes_the_validators(fresh):
     _, client, _ = fresh
     paths = client.get("/api/v1/openapi.json").get_json()["paths"]
     for path, method in (("/api/v1/predict", "get"), ("/api/v1/analysis/{symbol}", "get"),
-                         ("/api/v1/sentiment", "get")):
+                         ("/api/v1/sentiment", "get"), ("/api/v1/models/performance/{model_version}", "get")):
         responses = paths[path][method]["responses"]
         assert "304" in responses and "ETag" in responses["200"]["headers"], path
         assert "If-None-Match" in [p["name"] for p in paths[path][method]["parameters"]]
     assert "304" not in paths["/api/v1/predict"]["post"]["responses"]
+
+
+def test_performance_is_conditional_until_a_prediction_is_realised(make_app, quick_bundle, monkeypatch, tmp_path):
+    import sqlite3
+
+    from sqlalchemy import update
+
+    from crypto_predictor.storage.tables import prediction_log
+
+    own = tmp_path / "store.db"  # its own log: the rows realised here must not reach other tests
+    with sqlite3.connect(quick_bundle.database_url.removeprefix("sqlite:///")) as source, sqlite3.connect(own) as copy:
+        source.backup(copy)
+    app = make_app(DATABASE_URL=f"sqlite:///{own}")
+    client, service = app.test_client(), app.extensions["prediction_service"].service
+    client.post("/api/v1/predict", json={"symbol": "BTC", "timeframe": "1h"})
+    service.log.flush(timeout=5)
+    first = client.get("/api/v1/models/performance/production")
+    assert first.status_code == 200 and first.cache_control.public, first.get_data(as_text=True)
+    assert first.cache_control.max_age == UNTIL_NEXT_CLOSE
+    calls = []
+    original = service.performance
+    monkeypatch.setattr(service, "performance", lambda v: calls.append(v) or original(v))
+    same = client.get("/api/v1/models/performance/production", headers={"If-None-Match": first.headers["ETag"]})
+    assert same.status_code == 304 and calls == []  # decided before the report is built
+    with service.store.engine.begin() as conn:  # the verify job realises the logged prediction
+        conn.execute(update(prediction_log).values(realised_price=prediction_log.c.current_price * 1.01,
+                                                   realised_at=prediction_log.c.target_time))
+    moved = client.get("/api/v1/models/performance/production", headers={"If-None-Match": first.headers["ETag"]})
+    assert moved.status_code == 200 and moved.headers["ETag"] != first.headers["ETag"] and calls == ["production"]
+    assert moved.get_json()["data"]["live"][0]["n"] >= 1
+    assert client.get("/api/v1/models/performance/v999").status_code == 404
