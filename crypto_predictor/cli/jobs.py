@@ -16,6 +16,7 @@ from crypto_predictor.cli.data import DEFAULT_LIVE_DAYS
 from crypto_predictor.cli.train import MODEL_CHOICES, format_summary
 from crypto_predictor.config import MARKET_SOURCES
 from crypto_predictor.errors import CryptoPredictorError
+from crypto_predictor.storage.job_runs import record_run
 from crypto_predictor.storage.lock import JobLock, JobLocked
 from crypto_predictor.jobs.refresh import configured_assets, refresh as run_refresh, refresh_sentiment, summary_line
 from crypto_predictor.jobs.retrain import decide, plan
@@ -47,7 +48,7 @@ def refresh(source, data_dir, interval, initial_days, now, database_url):
     clock = (lambda: now.timestamp()) if now is not None else time.time
     started = time.perf_counter()
     try:
-        with _job_lock(config, store, "refresh"):
+        with _job_lock(config, store, "refresh"), record_run(store.engine, "refresh") as run:
             src = get_source(name, config, data_dir=data_dir, clock=clock)
             assets = configured_assets(config, name, src, interval)
             if not assets:
@@ -55,13 +56,15 @@ def refresh(source, data_dir, interval, initial_days, now, database_url):
             # The index first: a worker building features for the new candles then finds its newest day.
             sentiment_line = refresh_sentiment(config, name, data_dir, store, now)
             results = run_refresh(src, store, assets, interval=interval, now=now, initial_days=initial_days)
+            summary = summary_line(results, time.perf_counter() - started)
+            run.summary, run.ok = f"{summary}; {sentiment_line}", not any(r.error for r in results)
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc
     for result in results:
         click.echo(result.line())
-    click.echo(summary_line(results, time.perf_counter() - started))
+    click.echo(summary)
     click.echo(sentiment_line)
-    if any(r.error for r in results):
+    if not run.ok:
         sys.exit(1)  # cron sees the failure; the other assets were still refreshed
 
 
@@ -75,8 +78,10 @@ def verify(days, as_json, now, database_url):
     """Fill realised prices into the prediction log; print live accuracy and interval coverage."""
     config, store = open_store(database_url)
     try:
-        with _job_lock(config, store, "verify"):
+        with _job_lock(config, store, "verify"), record_run(store.engine, "verify") as run:
             report = run_verify(store, days=days, now=now)
+            run.summary = (f"filled {report['filled']} realised price(s), {report['pending']} pending, "
+                           f"{len(report['groups'])} group(s) scored")
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:
@@ -115,11 +120,12 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
     config, store = open_store(database_url)
     root = models_dir or config.MODELS_DIR
     try:
-        with _job_lock(config, store, "retrain"):
+        with _job_lock(config, store, "retrain"), record_run(store.engine, "retrain") as run:
             verify_predictions(store)  # score on every outcome known by now
             decision = decide(store.engine, root, config, now=now, force=force)
             for line in decision.lines():
                 click.echo(line)
+            run.summary = f"{len(decision.triggers)} trigger(s); nothing retrained"
             if not decision.retrain:
                 click.echo("nothing triggered: no retraining")
                 return
@@ -134,6 +140,7 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
                        f"{' (quick)' if quick else ''}{' with sentiment' if what.sentiment else ''}, "
                        f"days={what.days or 'all'}")
             if dry_run:
+                run.summary = f"dry run: would train {summary}"
                 click.echo(f"dry run: would train {summary} and deploy it as {target}; nothing trained")
                 return
             click.echo(f"training {summary}", err=True)
@@ -142,6 +149,7 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
                                    sentiment=what.sentiment,
                                    **({"members": what.members} if what.members else {}))
             done = train_and_deploy(config.DATABASE_URL, root, decision, what, options, promote=promote, n_jobs=jobs)
+            run.summary = f"trained {done['version']} ({summary}) as {target}; {len(decision.triggers)} trigger(s)"
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc
     except OSError as exc:  # unwritable model store

@@ -69,6 +69,18 @@ job_locks = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
+job_runs = Table(
+    "job_runs",  # one row per finished run of a cron job: what the dashboard shows as its last outcome
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Index("ix_job_runs_name", "name", "id"),
+)
+
 sentiment = Table(
     "sentiment",
     metadata,

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from crypto_predictor.cli.main import cli
+from crypto_predictor.storage.job_runs import last_runs
 from crypto_predictor.storage.lock import JobLock
 from crypto_predictor.market.store import CandleStore
 from tests.conftest import FAKE_NOW_MS
@@ -85,7 +86,13 @@ def test_one_failing_asset_is_reported_and_the_others_still_refresh(env):
     assert lines[0].startswith("solana       FAILED binance:")
     assert lines[1].startswith("bitcoin      1h [binance] received 23, inserted 23,")  # 01:00 .. 23:00
     assert ", 1 failed in " in lines[2]
-    assert CandleStore(env["DATABASE_URL"]).count("bitcoin") > 0
+    store = CandleStore(env["DATABASE_URL"])
+    assert store.count("bitcoin") > 0
+    run = last_runs(store.engine)["refresh"]  # what the dashboard shows
+    assert run["ok"] is False and ", 1 failed in " in run["summary"]
+    assert refresh(dict(env, REFRESH_ASSETS="bitcoin"), "--initial-days", "1", "--as-of",
+                   FAKE_NOW.isoformat()).exit_code == 0
+    assert last_runs(store.engine)["refresh"]["ok"] is True
 
 
 def test_unknown_configured_asset_is_one_error_line(env):
@@ -101,6 +108,7 @@ def test_a_second_refresh_while_one_runs_refuses_with_one_line(env, fake_market)
         assert held.holder()["owner"] == "worker-1:77:feed"  # the refused run left the lock alone
     assert_one_line_error(result, "job 'refresh' is already running", "worker-1:77:feed")
     assert fake_market.count("/api/v3/klines") == 0 and store.count() == 0
+    assert last_runs(store.engine)["refresh"] is None  # a refused run is not a run
     assert refresh(env, "--initial-days", "1", "--as-of", FAKE_NOW.isoformat()).exit_code == 0
 
 
