@@ -109,6 +109,11 @@ class Config:
         self.CORS_ORIGINS = [o.strip() for o in _env(env, "CORS_ORIGINS", "").split(",") if o.strip()]
         # /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>" when one is set (open otherwise).
         self.METRICS_TOKEN = _env(env, "METRICS_TOKEN", "")
+        # /dashboard (api/dashboard.py): with DASHBOARD_TOKEN set it asks for it (Bearer, or the login form's
+        # signed cookie); without one it is off, unless DASHBOARD_OPEN=true opens it (a local machine only).
+        self.DASHBOARD_TOKEN = _env(env, "DASHBOARD_TOKEN", "")
+        self.DASHBOARD_OPEN = _bool(env, "DASHBOARD_OPEN", False)
+        self.DASHBOARD_SESSION_HOURS = _float(env, "DASHBOARD_SESSION_HOURS", 12)
         # Proxies in front of the app that append to X-Forwarded-For (Render: 2, Cloudflare then its proxy).
         # 0 ignores the header so a client cannot spoof its address; the right count lets rate limits and A/B
         # see the real client (check with GET /api/v1/admin/request-info).

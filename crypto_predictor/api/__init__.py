@@ -15,6 +15,7 @@ from flask import Flask
 
 from crypto_predictor.api import info, openapi, predict
 from crypto_predictor.api.admin import bp as admin_bp
+from crypto_predictor.api.dashboard import bp as dashboard_bp
 from crypto_predictor.api.errors import register_error_handlers
 from crypto_predictor.api.extensions import cache, remote_address
 from crypto_predictor.api.memory_cache import DEFAULT_MAX_BYTES
@@ -98,6 +99,7 @@ def create_app(config: Config | None = None, service=None) -> Flask:
     for module in (predict, info, openapi):
         app.register_blueprint(module.bp, url_prefix="/api/v1")
     app.register_blueprint(admin_bp, url_prefix="/api/v1/admin")
+    app.register_blueprint(dashboard_bp, url_prefix="/dashboard")
     init_security(app)
     init_rate_limit(app, remote_address, exempt=(health_bp, metrics_bp))  # probes and scrapes: never
     return app
