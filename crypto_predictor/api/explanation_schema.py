@@ -20,6 +20,8 @@ class Explanation(BaseModel):
     """base_value + sum of every feature's contribution = model_log_return; the served forecast is
     (1 - naive_weight) x model_log_return."""
 
+    data_as_of: str = Field(description="Close time of the newest candle explained (the prediction's data_as_of)",
+                            json_schema_extra={"format": "date-time"})
     model: str = Field(description="The model kind behind the served forecast (ensemble or a single kind)")
     member_weights: dict[str, float] = Field(description="Weight of each member in the ensemble's forecast")
     naive_weight: float = Field(ge=0, le=1, description="The skill gate's weight on the no-change forecast: 1 means "

@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from crypto_predictor.models.contributions import contributions
+from crypto_predictor.timeutil import iso
 
 TOP = 8
 MEMO_ENTRIES = 1024
@@ -28,6 +29,7 @@ def explanation(pair, inputs, top: int = TOP) -> dict:
     model_return = part.bias + float(part.values.sum())
     members = pair.model.member_weights() if pair.model.kind == "ensemble" else {pair.model.kind: 1.0}
     return {
+        "data_as_of": iso(inputs.bar_time + pair.step),  # the candle it explains, as in the prediction
         "model": pair.model.kind,
         "member_weights": {k: round(w, 6) for k, w in members.items()},
         "naive_weight": round(1.0 - float(pair.shrink), 6),

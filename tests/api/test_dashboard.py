@@ -22,6 +22,9 @@ def client(make_app, quick_bundle, tmp_path_factory):
     own = tmp_path_factory.mktemp("dashboard") / "store.db"  # its own log, realised below
     with sqlite3.connect(quick_bundle.database_url.removeprefix("sqlite:///")) as source, sqlite3.connect(own) as copy:
         source.backup(copy)
+    with sqlite3.connect(own) as copy:  # what other tests logged is not this one's
+        if copy.execute("SELECT 1 FROM sqlite_master WHERE name = 'prediction_log'").fetchone():
+            copy.execute("DELETE FROM prediction_log")
     app = make_app(DASHBOARD_TOKEN=TOKEN, DATABASE_URL=f"sqlite:///{own}", RETRAIN_MIN_SAMPLES=1)
     client = app.test_client()
     client.post("/api/v1/predict", json={"symbol": "BTC", "timeframe": "1h"})  # a logged prediction

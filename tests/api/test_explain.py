@@ -28,6 +28,7 @@ def _check(explanation: dict, data: dict, features: list) -> None:
     served = data["current_price"] * math.exp(explanation["served_log_return"])
     assert data["predicted_price"] == pytest.approx(served, rel=1e-9)
     assert explanation["member_weights"] == {"linear": 1.0} and explanation["omitted"] == []
+    assert explanation["data_as_of"] == data["data_as_of"]
 
 
 def test_explain_adds_contributions_that_add_up_to_the_served_forecast(fresh):
