@@ -6,6 +6,9 @@ prediction log (tests/support/replay.py), into bench/screenshots/ (not in the re
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +47,8 @@ def main(data_dir, hours, out):
     started = time.perf_counter()
     made = replay(url, models, held)
     print(f"replayed {made} predictions in {time.perf_counter() - started:.1f} s")
+    subprocess.run([sys.executable, "-m", "crypto_predictor", "verify"], env=dict(os.environ, DATABASE_URL=url),
+                   check=True, capture_output=True)  # a recorded job run, as cron leaves one
     server = GunicornServer(root, dict(DATABASE_URL=url, MODELS_DIR=str(models), MARKET_DATA_SOURCE="csv",
                                        DASHBOARD_TOKEN=TOKEN, AB_CHALLENGER_SHARE="0.2", WEB_CONCURRENCY="2"))
     server.start()
