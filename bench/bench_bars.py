@@ -22,7 +22,7 @@ from crypto_predictor.cli.common import resolve_symbols, stored_assets
 from crypto_predictor.config import Config
 from crypto_predictor.datasets import GLOBAL_CONTEXT, build_dataset
 from crypto_predictor.market.store import CandleStore
-from crypto_predictor.training.global_models import calendar_edges, global_predictions
+from crypto_predictor.training.global_models import calendar_edges, global_fits
 from crypto_predictor.training.scoring import DEFAULT_MEMBERS, TrainOptions, _ensemble_oos
 from crypto_predictor.training.skill_gate import gated_predictions
 
@@ -35,7 +35,7 @@ def _scored(datasets: dict, edges, options: TrainOptions, keep) -> tuple[dict, d
     oos, seconds = {}, {}
     for kind in options.members:
         started = time.perf_counter()
-        oos[kind], _ = global_predictions(datasets, kind, options, edges)
+        oos[kind] = global_fits(datasets, [kind], options, edges)[0][kind]
         seconds[kind] = time.perf_counter() - started
     out = {}
     for a, ds in datasets.items():

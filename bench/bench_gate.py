@@ -28,7 +28,7 @@ from crypto_predictor.datasets import GLOBAL_CONTEXT, MARKET, Dataset, build_dat
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.models import inverse_mse_weights
 from crypto_predictor.training import skill_gate
-from crypto_predictor.training.global_models import calendar_edges, fit_global, global_predictions
+from crypto_predictor.training.global_models import calendar_edges, global_fits
 from crypto_predictor.training.scoring import DEFAULT_MEMBERS, TrainOptions, _ensemble_oos
 
 
@@ -70,8 +70,8 @@ def _cut(datasets: dict, cut: pd.Timestamp, months: int, options: TrainOptions) 
     oos, final = {}, {}
     for kind in options.members:
         started = time.perf_counter()
-        oos[kind], _ = global_predictions(train, kind, options, edges)
-        final[kind] = fit_global(train, kind, options)
+        found, fitted, _ = global_fits(train, [kind], options, edges)
+        oos[kind], final[kind] = found[kind], fitted[kind]
         click.echo(f"  {cut.date()} {kind}: {time.perf_counter() - started:.0f} s", err=True)
     out = {}
     for a, ds in train.items():

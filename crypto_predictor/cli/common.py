@@ -107,3 +107,21 @@ AS_OF = click.option("--as-of", "now", default=None, metavar="ISO_TIME", callbac
                      help="Take this UTC time as now (replays and tests); default: the clock.")
 DATABASE_URL = click.option("--database-url", envvar="DATABASE_URL", default=None,
                             help="Store URL (default: DATABASE_URL or a SQLite file under instance/).")
+
+
+SCHEDULER = click.option(
+    "--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", show_envvar=True,
+    help="Dask scheduler (tcp://host:8786) to fan the fits out on; its workers need this image and DATABASE_URL. "
+         "Default: local processes (--jobs).")
+
+
+def open_fanout(scheduler, jobs):
+    """The Dask client or the local pool (``training.fanout``); an unreachable scheduler is one Error: line."""
+    from crypto_predictor.training.fanout import open_fanout as opened  # late: distributed only when asked
+
+    try:
+        fanout = opened(scheduler, jobs)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise click.ClickException(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    click.echo(f"fits run on {fanout.describe()}", err=True)
+    return fanout

@@ -11,7 +11,8 @@ import time
 
 import click
 
-from crypto_predictor.cli.common import AS_OF, DATABASE_URL, open_store, resolve_symbols, stored_assets
+from crypto_predictor.cli.common import (AS_OF, DATABASE_URL, SCHEDULER, open_fanout, open_store, resolve_symbols,
+                                         stored_assets)
 from crypto_predictor.cli.data import DEFAULT_LIVE_DAYS
 from crypto_predictor.cli.train import MODEL_CHOICES, format_summary
 from crypto_predictor.config import MARKET_SOURCES
@@ -108,9 +109,10 @@ def verify(days, as_json, now, database_url):
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="(asset, timeframe) trainings run in parallel.")
 @click.option("--models-dir", default=None, help="Model store (default: MODELS_DIR).")
+@SCHEDULER
 @AS_OF
 @DATABASE_URL
-def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, seed, jobs, models_dir, now,
+def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, seed, jobs, models_dir, scheduler, now,
             database_url):
     """Train a challenger when production's live accuracy or 80% coverage falls below the thresholds."""
     # late: models and scikit-learn load only for retrain, not for refresh and verify
@@ -148,7 +150,9 @@ def retrain(dry_run, force, promote, symbols, timeframes, model, days, quick, se
                                    end=None if now is None else now.isoformat(), design=what.design,
                                    sentiment=what.sentiment,
                                    **({"members": what.members} if what.members else {}))
-            done = train_and_deploy(config.DATABASE_URL, root, decision, what, options, promote=promote, n_jobs=jobs)
+            with open_fanout(scheduler, jobs) as fanout:
+                done = train_and_deploy(config.DATABASE_URL, root, decision, what, options, promote=promote,
+                                        n_jobs=jobs, fanout=fanout)
             run.summary = f"trained {done['version']} ({summary}) as {target}; {len(decision.triggers)} trigger(s)"
     except (JobLocked, CryptoPredictorError) as exc:
         raise click.ClickException(exc.message) from exc

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from crypto_predictor.cli.common import ingest_csv, open_store, resolve_symbols, stored_assets
+from crypto_predictor.cli.common import SCHEDULER, ingest_csv, open_fanout, open_store, resolve_symbols, stored_assets
 from crypto_predictor.errors import CryptoPredictorError
 from crypto_predictor.symbols import TIMEFRAMES, check_timeframe
 
@@ -66,8 +66,9 @@ def format_summary(results) -> list[str]:
 @click.option("--sentiment", is_flag=True,
               help="Add the Fear & Greed Index features (stored by ingest --source fear-greed; with --data-dir its "
                    "fear_greed.csv is ingested too). Off by default: measured not to improve the forecast (README).")
+@SCHEDULER
 def train_command(symbols, timeframes, model, days, data_dir, models_dir, database_url, quick, seed, folds, end,
-                  design, jobs, sentiment):
+                  design, jobs, sentiment, scheduler):
     """Train, walk-forward evaluate and version models; the last line printed is the new version id."""
     # late: models and scikit-learn load only for the command that trains, not for every CLI start
     from crypto_predictor.training.pipeline import Skipped, TrainOptions, expand_kinds, train_run
@@ -84,7 +85,9 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
         options = TrainOptions(kinds=expand_kinds(model), quick=quick, seed=seed, days=days, n_folds=folds, end=end,
                                design=design, sentiment=sentiment)
         started = time.perf_counter()
-        with click.progressbar(length=len(assets) * len(tfs), label="training", file=sys.stderr) as bar:
+        fanout = open_fanout(scheduler, jobs)
+        with fanout, click.progressbar(length=len(assets) * len(tfs), label="training",
+                                                      file=sys.stderr) as bar:
             skipped = []
 
             def done(r):
@@ -92,8 +95,8 @@ def train_command(symbols, timeframes, model, days, data_dir, models_dir, databa
                     skipped.append(r)
                 bar.update(1, f"{r.asset} {r.timeframe}")
 
-            version, results = train_run(config.DATABASE_URL, assets, tfs, options, models_dir or config.MODELS_DIR, n_jobs=jobs,
-                                         on_done=done)
+            version, results = train_run(config.DATABASE_URL, assets, tfs, options, models_dir or config.MODELS_DIR,
+                                         n_jobs=jobs, on_done=done, fanout=fanout)
     except CryptoPredictorError as exc:
         raise click.ClickException(exc.message) from exc
     for line in format_summary(results):

@@ -140,13 +140,13 @@ def plan(models_dir, production, assets=None, timeframes=None, kinds=None, days=
 
 
 def train_and_deploy(database_url, models_dir, decision: Decision, what: Plan, options, promote: bool = False,
-                     n_jobs: int = 2, on_done=None) -> dict:
+                     n_jobs: int = 2, on_done=None, fanout=None) -> dict:
     """Train ``what`` into a new version recording ``decision``, then alias it; returns what changed."""
     from crypto_predictor.training.pipeline import train_run  # late: only a run that trains loads the models
 
     record = dict(decision.as_record(), trained_at=iso(pd.Timestamp.now(tz="UTC")), promote=promote)
     version, results = train_run(database_url, what.assets, what.timeframes, options, models_dir, n_jobs=n_jobs,
-                                 on_done=on_done, extra={"retrain": record})
+                                 on_done=on_done, extra={"retrain": record}, fanout=fanout)
     store = open_model_store(models_dir)
     switches = [store.set_alias("challenger", version)]
     if promote:

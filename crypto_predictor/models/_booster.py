@@ -17,6 +17,7 @@ the numpy evaluator does not reproduce (``UnsupportedModel``) is served by xgboo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,10 @@ from crypto_predictor.models.base import BaseModel
 from crypto_predictor.models.tree_numpy import NumpyTrees, UnsupportedModel
 
 BOOSTER_FILE = "booster.json"
+# Set in a process whose tasks must stay single-threaded (a Dask worker runs one fit per core): the
+# most threads a fit uses whatever its n_jobs. xgboost's trees do not depend on the thread count, so
+# the model is the same and its saved parameters (n_jobs) do not change.
+THREAD_CAP_ENV = "CRYPTO_PREDICTOR_FIT_THREADS"
 # Up to this many rows numpy beats inplace_predict (its ~0.18 ms fixed cost against
 # ~4 us a row in xgboost and ~10 us a row in numpy, measured on the default models).
 NUMPY_MAX_ROWS = 16
@@ -67,6 +72,9 @@ class BoosterModel(BaseModel):
         xgb = _xgboost()
         params, rounds = self._train_config()
         params = {"objective": "reg:squarederror", "tree_method": "hist", "verbosity": 0, **params}
+        cap = int(os.environ.get(THREAD_CAP_ENV) or 0)
+        if cap > 0:
+            params["nthread"] = min(int(params.get("nthread") or cap), cap)
         dtrain = xgb.QuantileDMatrix(X, label=y, nthread=params.get("nthread", 1))
         self.booster_ = xgb.train(params, dtrain, num_boost_round=rounds)
 

@@ -22,6 +22,7 @@ import pandas as pd
 from crypto_predictor.datasets import GLOBAL_CONTEXT, Dataset, build_dataset
 from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.market.sentiment import stored_series
+from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (
     BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, score_pair)
 
@@ -64,28 +65,54 @@ def _pooled(datasets: dict, masks: dict) -> tuple[pd.DataFrame, np.ndarray]:
     return X, y
 
 
-def global_predictions(datasets: dict, kind: str, options: TrainOptions, edges) -> tuple[dict, list]:
-    """(asset -> out-of-sample predictions on its test rows as a Series, per-fold fit seconds)."""
-    h = _any(datasets).horizon
-    out = {a: [] for a in datasets}
-    seconds = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        X, y = _pooled(datasets, {a: _train_mask(ds, lo) for a, ds in datasets.items()})
-        if len(y) < 50:
-            raise InsufficientData(f"{kind}: only {len(y)} pooled rows before {lo.isoformat()}; ingest more history")
-        started = time.perf_counter()
-        model = make_model(kind, options, h).fit(X, y)
-        seconds.append(time.perf_counter() - started)
-        for a, ds in datasets.items():
-            test = (ds.X.index >= lo) & (ds.X.index < hi)
-            if test.any():
-                out[a].append(pd.Series(np.asarray(model.predict(ds.X[test]), dtype=float), index=ds.X.index[test]))
-    return {a: pd.concat(parts) for a, parts in out.items() if parts}, seconds
+def _check_rows(datasets: dict, kind: str, edges) -> None:
+    for lo in edges[:-1]:
+        n = sum(int(_train_mask(ds, lo).sum()) for ds in datasets.values())
+        if n < 50:
+            raise InsufficientData(f"{kind}: only {n} pooled rows before {lo.isoformat()}; ingest more history")
 
 
-def fit_global(datasets: dict, kind: str, options: TrainOptions):
-    X, y = _pooled(datasets, {a: np.ones(len(ds.y), bool) for a, ds in datasets.items()})
-    return make_model(kind, options, _any(datasets).horizon).fit(X, y)
+def _fit_task(datasets: dict, kind: str, options: TrainOptions, lo, hi):
+    """One independent fit: a walk-forward fold (rows realised before ``lo``, predicting [lo, hi)), or
+    with ``lo`` None the final model on every row. Runs wherever the fan-out sends it."""
+    started = time.perf_counter()
+    if lo is None:
+        X, y = _pooled(datasets, {a: np.ones(len(ds.y), bool) for a, ds in datasets.items()})
+        return make_model(kind, options, _any(datasets).horizon).fit(X, y), time.perf_counter() - started
+    X, y = _pooled(datasets, {a: _train_mask(ds, lo) for a, ds in datasets.items()})
+    model = make_model(kind, options, _any(datasets).horizon).fit(X, y)
+    seconds = time.perf_counter() - started
+    out = {}
+    for a, ds in datasets.items():
+        test = (ds.X.index >= lo) & (ds.X.index < hi)
+        if test.any():
+            out[a] = pd.Series(np.asarray(model.predict(ds.X[test]), dtype=float), index=ds.X.index[test])
+    return out, seconds
+
+
+def global_fits(datasets: dict, kinds, options: TrainOptions, edges, fanout=None) -> tuple[dict, dict, dict]:
+    """Every (kind, fold) fit and each kind's final fit, as independent tasks of ``fanout`` (default: in
+    this process); returns (kind -> asset -> out-of-sample Series, kind -> final model, kind -> seconds)."""
+    for kind in kinds:
+        _check_rows(datasets, kind, edges)
+    fanout = fanout or LocalFanout(1)
+    shared = fanout.share(datasets)
+    folds = list(zip(edges[:-1], edges[1:]))
+    tasks = [(shared, kind, options, lo, hi) for kind in kinds for lo, hi in folds]
+    tasks += [(shared, kind, options, None, None) for kind in kinds]
+    done = fanout.map(_fit_task, tasks, local_processes=False)
+    oos, fitted, seconds = {}, {}, {}
+    for i, kind in enumerate(kinds):
+        parts = done[i * len(folds):(i + 1) * len(folds)]
+        fitted[kind], final_seconds = done[len(kinds) * len(folds) + i]
+        per_asset = {}
+        for predictions, _ in parts:
+            for a, series in predictions.items():
+                per_asset.setdefault(a, []).append(series)
+        oos[kind] = {a: pd.concat(series) for a, series in per_asset.items()}
+        per_fold = [s for _, s in parts]
+        seconds[kind] = {"folds": per_fold, "total": sum(per_fold) + final_seconds}
+    return oos, fitted, seconds
 
 
 def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tuple[dict, list]:
@@ -105,12 +132,14 @@ def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tup
     return datasets, skipped
 
 
-def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_for=None) -> tuple[list, list, dict]:
+def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_for=None,
+                 fanout=None) -> tuple[list, list, dict]:
     """Train one timeframe's global models over ``assets``; returns ([PairResult], [Skipped], info).
 
     Assets with too few rows come back as Skipped (all of them, when none has enough).
     ``out_dir_for(asset)``: where each asset's files go (None: write nothing). Each asset's
     directory holds the global models (the same files for every asset) and its own calibration.
+    ``fanout`` (``training.fanout``): where the fits run; the files are written here either way.
     """
     datasets, skipped = global_datasets(store, assets, timeframe, options)
     if not datasets:
@@ -120,12 +149,7 @@ def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_f
         raise InvalidInput(f"global models are {', '.join(GLOBAL_KINDS)} (and their ensemble); got "
                            f"{', '.join(options.kinds)}")
     edges = calendar_edges(datasets, 2 if options.quick else options.n_folds)
-    oos, fitted, fit_seconds = {}, {}, {}
-    for kind in kinds:
-        started = time.perf_counter()
-        oos[kind], per_fold = global_predictions(datasets, kind, options, edges)
-        fitted[kind] = fit_global(datasets, kind, options)
-        fit_seconds[kind] = {"folds": per_fold, "total": time.perf_counter() - started}
+    oos, fitted, fit_seconds = global_fits(datasets, kinds, options, edges, fanout)
     results = []
     for asset, ds in datasets.items():
         if asset not in oos[kinds[0]]:

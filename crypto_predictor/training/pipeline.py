@@ -19,6 +19,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
 from crypto_predictor.registry.store import open_model_store
+from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
     ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, DEFAULT_KINDS, DEFAULT_MEMBERS, PairResult, Skipped,
     TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
@@ -43,6 +44,36 @@ def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOpti
     return _with_pair_file(result, out)
 
 
+def _train_job_anywhere(database_url: str, asset: str, timeframe: str, options: TrainOptions):
+    """``_train_job`` on a machine that cannot see the bundle: the pair's files come back as bytes, for
+    the client to write."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cp-pair-") as tmp:
+        result = _train_job(database_url, asset, timeframe, options, tmp)
+        files = {} if isinstance(result, Skipped) else {f: (Path(tmp) / f).read_bytes() for f in result.files}
+    return result, files
+
+
+def _write_files(out: Path, files: dict) -> None:
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _pair_jobs(database_url: str, pairs, options: TrainOptions, writer, fanout):
+    """Per-pair trainings: in local processes writing into the bundle, or on Dask returning their files."""
+    if fanout.kind == "local":
+        yield from fanout.imap_unordered(_train_job, [
+            (database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent)) for a, t in pairs])
+        return
+    for result, files in fanout.imap_unordered(_train_job_anywhere, [(database_url, a, t, options) for a, t in pairs]):
+        if not isinstance(result, Skipped):
+            _write_files(writer.path_for(result.asset, result.timeframe, PAIR_FILE).parent, files)
+        yield result
+
+
 def _with_pair_file(result: PairResult, out: Path) -> PairResult:
     meta = {"asset": result.asset, "timeframe": result.timeframe, "bar": result.bar, "horizon": result.horizon,
             "features": result.features, "context": result.context, "data_range": list(result.data_range),
@@ -51,7 +82,7 @@ def _with_pair_file(result: PairResult, out: Path) -> PairResult:
     return result
 
 
-def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, writer, info: dict):
+def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, writer, info: dict, fanout=None):
     """Each timeframe's global models (``training.global_models``), one timeframe after another: the
     pooled fits use every core themselves."""
     from crypto_predictor.training.global_models import train_global  # late: per-pair runs never need it
@@ -60,7 +91,8 @@ def _global_jobs(database_url: str, assets, timeframes, options: TrainOptions, w
     for tf in timeframes:
         try:
             results, skipped, info[tf] = train_global(store, assets, tf, options,
-                                                      lambda a, tf=tf: writer.path_for(a, tf, PAIR_FILE).parent)
+                                                      lambda a, tf=tf: writer.path_for(a, tf, PAIR_FILE).parent,
+                                                      fanout=fanout)
         except InsufficientData as exc:
             yield from (Skipped(a, tf, exc.message) for a in assets)
             continue
@@ -90,28 +122,27 @@ def metrics_tables(results: list[PairResult]) -> dict:
 
 
 def train_run(database_url: str, assets, timeframes, options: TrainOptions, models_dir, n_jobs: int = 2,
-              on_done=None, extra=None, store=None) -> tuple[str, list[PairResult]]:
+              on_done=None, extra=None, store=None, fanout=None) -> tuple[str, list[PairResult]]:
     """Train every (asset, timeframe) in parallel into one new bundle; returns (version, results).
 
     Pairs with too little history are skipped (``on_done`` receives a Skipped; the manifest lists
     them); the run fails only when nothing could be trained. ``extra`` adds keys to the manifest's
     ``extra`` (e.g. why a retrain ran), sealed with the bundle. The version is allocated in and
-    pushed to ``store`` (default: ``models_dir``'s, shared when MODEL_STORE_URL is set).
+    pushed to ``store`` (default: ``models_dir``'s, shared when MODEL_STORE_URL is set). ``fanout``
+    (``training.fanout``): where the fits run (default: ``n_jobs`` local processes for per-pair
+    trainings, this process for the pooled global fits); the bundle is written here either way.
     """
     from itertools import chain
 
-    from joblib import Parallel, delayed
-
+    fanout = fanout or LocalFanout(n_jobs)
     stored = CandleStore(database_url).assets() if options.design == "auto" else None
     global_tfs = [t for t in timeframes if design_for(options, t, stored) == "global"]
     pairs = [(a, t) for a in assets for t in timeframes if t not in global_tfs]
     designs = {}
     store = open_model_store(models_dir) if store is None else store
     with BundleWriter(store=store) as writer:
-        jobs = (delayed(_train_job)(database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent))
-                for a, t in pairs)
-        done = chain(_global_jobs(database_url, assets, global_tfs, options, writer, designs),
-                     Parallel(n_jobs=max(1, min(n_jobs, len(pairs))), return_as="generator_unordered")(jobs))
+        done = chain(_global_jobs(database_url, assets, global_tfs, options, writer, designs, fanout),
+                     _pair_jobs(database_url, pairs, options, writer, fanout))
         results, skipped = [], []
         for result in done:
             (skipped if isinstance(result, Skipped) else results).append(result)
