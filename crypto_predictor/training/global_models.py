@@ -24,7 +24,7 @@ from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.market.sentiment import stored_series
 from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (
-    BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, score_pair)
+    BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, save_pair, score_pair)
 
 # The LSTM is a per-pair kind: one network over every asset's sequences is left to measure later.
 GLOBAL_KINDS = tuple(k for k in BASE_KINDS if k != "lstm")
@@ -90,13 +90,14 @@ def _fit_task(datasets: dict, kind: str, options: TrainOptions, lo, hi):
     return out, seconds
 
 
-def global_fits(datasets: dict, kinds, options: TrainOptions, edges, fanout=None) -> tuple[dict, dict, dict]:
+def global_fits(datasets: dict, kinds, options: TrainOptions, edges, fanout=None,
+                shared=None) -> tuple[dict, dict, dict]:
     """Every (kind, fold) fit and each kind's final fit, as independent tasks of ``fanout`` (default: in
     this process); returns (kind -> asset -> out-of-sample Series, kind -> final model, kind -> seconds)."""
     for kind in kinds:
         _check_rows(datasets, kind, edges)
     fanout = fanout or LocalFanout(1)
-    shared = fanout.share(datasets)
+    shared = fanout.share(datasets) if shared is None else shared
     folds = list(zip(edges[:-1], edges[1:]))
     tasks = [(shared, kind, options, lo, hi) for kind in kinds for lo, hi in folds]
     tasks += [(shared, kind, options, None, None) for kind in kinds]
@@ -132,6 +133,18 @@ def global_datasets(store, assets, timeframe: str, options: TrainOptions) -> tup
     return datasets, skipped
 
 
+def _score_task(data, asset: str, predictions: dict, options: TrainOptions, edges, kinds):
+    """Score one asset on its out-of-sample predictions (``data``: its Dataset, or the shared dict of all)."""
+    ds = data[asset] if isinstance(data, dict) else data
+    return score_pair(ds, options, None, lambda kind: (lambda t=predictions[kind]: _Replay(t)), lambda kind: None,
+                      splits=asset_splits(ds, edges), kinds=kinds)
+
+
+def _task_data(fanout, shared, datasets: dict, asset: str):
+    """What a scoring task gets: on Dask the scattered datasets (by reference), locally the asset's own."""
+    return shared if fanout is not None and fanout.kind == "dask" else datasets[asset]
+
+
 def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_for=None,
                  fanout=None) -> tuple[list, list, dict]:
     """Train one timeframe's global models over ``assets``; returns ([PairResult], [Skipped], info).
@@ -149,18 +162,23 @@ def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_f
         raise InvalidInput(f"global models are {', '.join(GLOBAL_KINDS)} (and their ensemble); got "
                            f"{', '.join(options.kinds)}")
     edges = calendar_edges(datasets, 2 if options.quick else options.n_folds)
-    oos, fitted, fit_seconds = global_fits(datasets, kinds, options, edges, fanout)
+    started = time.perf_counter()
+    shared_datasets = fanout.share(datasets) if fanout is not None and fanout.kind == "dask" else None
+    oos, fitted, fit_seconds = global_fits(datasets, kinds, options, edges, fanout, shared=shared_datasets)
+    fit_phase = time.perf_counter() - started
     results = []
-    for asset, ds in datasets.items():
-        if asset not in oos[kinds[0]]:
-            skipped.append(Skipped(asset, timeframe, f"{asset} {timeframe}: no rows in the walk-forward period"))
-            continue
-        splits = asset_splits(ds, edges)
-        out_dir = None if out_dir_for is None else out_dir_for(asset)
-        result = score_pair(ds, options, out_dir, lambda kind: (lambda t=oos[kind][asset]: _Replay(t)),
-                            lambda kind: fitted[kind], splits=splits, kinds=kinds)
+    scored = [a for a in datasets if a in oos[kinds[0]]]
+    skipped += [Skipped(a, timeframe, f"{a} {timeframe}: no rows in the walk-forward period")
+                for a in datasets if a not in oos[kinds[0]]]
+    # Each asset's scoring (intervals, ensemble, gate) is a task of its own; its files are written here.
+    tasks = [(_task_data(fanout, shared_datasets, datasets, a), a, {k: oos[k][a] for k in kinds}, options, edges,
+              kinds) for a in scored]
+    for asset, result in zip(scored, (fanout or LocalFanout(1)).map(_score_task, tasks)):
+        if out_dir_for is not None:
+            save_pair(result, out_dir_for(asset), fitted)
         result.design = "global"
         results.append(result)
     info = {"design": "global", "assets": sorted(datasets), "kinds": kinds, "fold_edges": [e.isoformat() for e in edges],
-            "rows": int(sum(len(ds.y) for ds in datasets.values())), "fit_seconds": fit_seconds}
+            "rows": int(sum(len(ds.y) for ds in datasets.values())), "fit_seconds": fit_seconds,
+            "fit_phase_seconds": fit_phase}  # wall time of all the fits: against their sum, the fan-out's gain
     return results, skipped, info

@@ -79,6 +79,8 @@ class PairResult:
     summary: dict = field(default_factory=dict)  # kind -> metrics row; plus "naive"
     folds: dict = field(default_factory=dict)  # kind -> [fold rows]
     seconds: dict = field(default_factory=dict)  # kind -> fit+evaluate seconds
+    states: dict = field(default_factory=dict)  # kind (and served) -> calibration state, for ``save_pair``
+    member_weights: dict = field(default_factory=dict)  # the ensemble's exact member weights
     files: list = field(default_factory=list)
     kinds: list = field(default_factory=list)  # kinds saved
     design: str = "pair"  # "pair": models of this asset alone; "global": pooled over many assets
@@ -197,8 +199,9 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
 
     ``model_for(kind)``: a factory of unfitted models for the walk-forward folds (global models pass
     one replaying their pooled out-of-sample predictions); ``final_for(kind)``: the model fitted on
-    all rows; ``splits``: explicit folds (default ``walk_forward_splits``); ``kinds``: the single
-    kinds to use (default ``base_kinds(options)``).
+    all rows, or None where the caller saves the files itself (``save_pair``, with the models it holds:
+    the global fan-out scores assets elsewhere); ``splits``: explicit folds (default
+    ``walk_forward_splits``); ``kinds``: the single kinds to use (default ``base_kinds(options)``).
     """
     result = PairResult(ds.asset, ds.timeframe, ds.bar, ds.horizon, list(ds.X.columns), ds.context,
                         ds.data_range, len(ds.y))
@@ -235,7 +238,8 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
                       rows_per_day=_rows_per_day(ds))
         P = np.column_stack([member_preds[k].to_numpy() for k in members])
         weights = inverse_mse_weights(first["y_true"].to_numpy(), P)
-        fitted["ensemble"] = EnsembleModel.from_fitted([fitted[k] for k in members], weights, gap=ds.horizon)
+        result.member_weights = dict(zip(members, weights))
+        fitted["ensemble"] = None
         states["ensemble"] = _calibration_state(bt, conformal, scale, ds)
         states["ensemble"]["weights"] = dict(zip(members, weights.round(6).tolist()))
         states["ensemble"]["weights_by_fold"] = fold_weights
@@ -248,13 +252,25 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     saved = result.kinds = [k for k in options.kinds if k in fitted]
     served_from = base_kind(saved, result.summary)
     states[SERVED] = _served(oos[served_from], ds, n_folds, min_train, conformal, scale, result, served_from, splits)
-    if out_dir is not None:
-        for kind in saved:
-            kind_dir = out_dir / kind
-            result.files += [f"{kind}/{f}" for f in fitted[kind].save(kind_dir)]
-            result.files.append(f"{kind}/{write_calibration(kind_dir, states[kind])}")
-        result.files.append(f"{SERVED}/{write_calibration(out_dir / SERVED, states[SERVED])}")
+    result.states = states
+    if out_dir is not None and all(fitted[k] is not None for k in base):
+        save_pair(result, out_dir, fitted)
     return result
+
+
+def save_pair(result: PairResult, out_dir: Path, fitted: dict) -> None:
+    """Write each kind's final model and calibration, and the served forecast's calibration, into ``out_dir``;
+    ``fitted``: kind -> final model of the single kinds (the ensemble is assembled from its members here)."""
+    for kind in result.kinds:
+        kind_dir = out_dir / kind
+        model = fitted.get(kind)
+        if kind == "ensemble":
+            members = list(result.member_weights)
+            model = EnsembleModel.from_fitted([fitted[k] for k in members], list(result.member_weights.values()),
+                                              gap=result.horizon)
+        result.files += [f"{kind}/{f}" for f in model.save(kind_dir)]
+        result.files.append(f"{kind}/{write_calibration(kind_dir, result.states[kind])}")
+    result.files.append(f"{SERVED}/{write_calibration(out_dir / SERVED, result.states[SERVED])}")
 
 
 def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale, result: PairResult,
