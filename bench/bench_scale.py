@@ -48,19 +48,28 @@ def _train(url: str, assets, options, models: Path, fanout) -> tuple[float, dict
     version, _ = train_run(url, assets, list(TIMEFRAMES), options, models, fanout=fanout)
     wall = time.perf_counter() - started
     manifest = json.loads((models / version / "manifest.json").read_text())
-    return wall, manifest["extra"]["design"]
+    return wall, manifest
 
 
-def _phases(design: dict) -> dict:
-    """Per timeframe: fit-phase wall, task seconds (sum, longest) and the number of tasks."""
+def _phases(manifest: dict) -> dict:
+    """Per timeframe: the wall time of each phase, and its tasks' seconds (sum, longest, count)."""
     out = {}
     for tf in TIMEFRAMES:
-        info = design[tf]
-        tasks = [s for kind in info["fit_seconds"].values() for s in kind["folds"]]
-        finals = [kind["total"] - sum(kind["folds"]) for kind in info["fit_seconds"].values()]
-        tasks += finals
-        out[tf] = {"phase": info["fit_phase_seconds"], "sum": sum(tasks), "longest": max(tasks), "n": len(tasks)}
+        info = manifest["extra"]["design"][tf]
+        fits = [s for kind in info["fit_seconds"].values() for s in kind["folds"]]
+        fits += [kind["total"] - sum(kind["folds"]) for kind in info["fit_seconds"].values()]
+        scores = [sum(by_tf[tf].values()) for by_tf in manifest["metrics"]["train_seconds"].values() if tf in by_tf]
+        out[tf] = {"build": info["dataset_seconds"], "fit": info["fit_phase_seconds"], "fits": fits,
+                   "score": info["score_phase_seconds"], "scores": scores}
     return out
+
+
+def _projected(client_s: float, phases: dict, workers: int, per_task: float) -> float:
+    total = client_s
+    for p in phases.values():
+        for tasks in (p["fits"], p["scores"]):
+            total += max(sum(tasks) / workers, max(tasks)) + per_task * len(tasks)
+    return total
 
 
 @click.group()
@@ -101,27 +110,26 @@ def train(assets, days, model, data_dir, workdir):
                 rows.append((n, mode, wall, _phases(design)))
                 click.echo(f"{n} assets {mode}: {wall:.1f} s", err=True)
     click.echo(f"\n{', '.join(kinds)}; {days} days; {' + '.join(TIMEFRAMES)}; global design\n")
-    click.echo(f"{'assets':>6} {'run':<14} {'wall s':>8} {'fits s':>8} {'client s':>9} {'tasks':>6} "
-               f"{'task s':>8} {'longest':>8} {'ovh/task':>9}")
+    click.echo(f"{'assets':>6} {'run':<14} {'wall s':>7} {'datasets':>9} {'fits':>6} {'scoring':>8} {'other':>6} "
+               f"{'fit tasks':>10} {'score tasks':>12} {'ovh/task':>9}")
     for n, mode, wall, phases in rows:
-        fit_wall = sum(p["phase"] for p in phases.values())
-        total = sum(p["sum"] for p in phases.values())
-        tasks = sum(p["n"] for p in phases.values())
-        longest = max(p["longest"] for p in phases.values())
+        build = sum(p["build"] for p in phases.values())
+        fit = sum(p["fit"] for p in phases.values())
+        score = sum(p["score"] for p in phases.values())
+        fits = [t for p in phases.values() for t in p["fits"]]
+        scores = [t for p in phases.values() for t in p["scores"]]
+        client_s = wall - fit - score  # datasets, writing and the rest run on the client
         overhead = ""
         if mode == "dask-2":
-            ideal = sum(max(p["sum"] / 2, p["longest"]) for p in phases.values())
-            per_task = max(0.0, fit_wall - ideal) / tasks
-            overhead = f"{1000 * per_task:.1f} ms"
-        click.echo(f"{n:>6} {mode:<14} {wall:>8.1f} {fit_wall:>8.1f} {wall - fit_wall:>9.1f} {tasks:>6} "
-                   f"{total:>8.1f} {longest:>8.1f} {overhead:>9}")
+            ideal = sum(max(sum(p[k]) / 2, max(p[k])) for p in phases.values() for k in ("fits", "scores"))
+            per_task = max(0.0, fit + score - ideal) / (len(fits) + len(scores))
+            overhead = f"{1000 * per_task:.0f} ms"
+        click.echo(f"{n:>6} {mode:<14} {wall:>7.1f} {build:>9.1f} {fit:>6.1f} {score:>8.1f} {client_s - build:>6.1f} "
+                   f"{f'{len(fits)} x {sum(fits) / len(fits):.2f}s':>10} "
+                   f"{f'{len(scores)} x {sum(scores) / len(scores):.2f}s':>12} {overhead:>9}")
         if mode == "dask-2":
-            client_s = wall - fit_wall
             for workers in (2, 8, 32):
-                fits = sum(max(p["sum"] / workers, p["longest"]) for p in phases.values())
-                projected = client_s + fits + per_task * tasks
-                label = f"projected {workers}"
-                click.echo(f"{n:>6} {label:<14} {projected:>8.1f} {projected - client_s:>8.1f} {client_s:>9.1f}")
+                click.echo(f"{n:>6} {f'projected {workers}':<14} {_projected(client_s, phases, workers, per_task):>7.1f}")
 
 
 def _pss_mb() -> float:
