@@ -59,11 +59,12 @@ def _walk_forward(manifest: dict) -> dict:
     return out
 
 
-def _live(engine, version, since, until) -> dict:
+def _live(engine, version, since, until, **only) -> dict:
+    """(asset, timeframe) -> live figures of ``version``; ``only``: asset= / timeframe= filters."""
     if version is None:
         return {}
     try:
-        rows = live_accuracy(engine, version=version, since=since, until=until)
+        rows = live_accuracy(engine, version=version, since=since, until=until, **only)
     except Exception as exc:  # no log table yet: the page says there are no live figures
         log.info("no live figures: %s", exc)
         return {}
@@ -160,7 +161,7 @@ def pair_view(service, symbol: str, timeframe: str) -> dict:
         logged = []
     logged = logged[::-1]  # oldest first, for the charts
     realised = [p for p in logged if p["status"] == "realised"]
-    live = _live(service.store.engine, production, None, None).get((asset, timeframe))
+    live = _live(service.store.engine, production, None, None, asset=asset, timeframe=timeframe).get((asset, timeframe))
     calibration = [{"nominal": nominal, "walk_forward": served_row.get(f"coverage_{key}"),
                     "live": None if not live else live.get(f"coverage_{key}")}
                    for nominal, key in ((0.8, "80"), (0.95, "95"))]
