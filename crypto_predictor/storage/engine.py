@@ -49,3 +49,11 @@ def make_engine(url: str, statement_timeout_s: float | None = None):
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def shareable_url(engine) -> str | None:
+    """The URL another process can open the same database with, or None for an in-memory SQLite."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    return url.render_as_string(hide_password=False)

@@ -74,8 +74,8 @@ def test_a_global_bundle_trained_on_the_cluster_equals_the_local_one(store_url, 
     _same_bundle(tmp_path / "local" / local, tmp_path / "dask" / remote)
     workers = set(client.run(os.getpid).values())
     assert set(fanout.ran_on) <= workers and os.getpid() not in fanout.ran_on  # every fit ran on a worker
-    # per timeframe: 2 kinds x (2 folds + the final fit), and each asset's scoring
-    assert sum(fanout.ran_on.values()) == 2 * (2 * 3 + len(ASSETS))
+    # per timeframe: the datasets (one chunk of assets), 2 kinds x (2 folds + the final fit), each asset's scoring
+    assert sum(fanout.ran_on.values()) == 2 * (1 + 2 * 3 + len(ASSETS))
     assert len(results) == 4
 
 

@@ -18,6 +18,8 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.aliases import set_alias
 from crypto_predictor.registry.bundle import load_manifest
 from crypto_predictor.serving.service import PredictionService
+from crypto_predictor.training import global_models
+from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.global_models import asset_splits, calendar_edges, global_datasets
 from crypto_predictor.training.pipeline import TrainOptions, train_run
 from tests.api.conftest import FRESH_NOW
@@ -97,6 +99,17 @@ def test_calendar_folds_are_shared_and_purged(store_url):
             assert (ds.X.index[test] >= edges[block]).all() and (ds.X.index[test] < edges[block + 1]).all()
             if len(train):  # the last training target is realised before the block starts
                 assert ds.X.index[train[-1]] + pd.Timedelta(hours=ds.horizon) < edges[block]
+
+
+def test_datasets_built_in_worker_processes_equal_those_built_here(store_url, monkeypatch):
+    monkeypatch.setattr(global_models, "DATASET_CHUNK", 3)  # two chunks: bitcoin..litecoin, and algorand
+    here, _ = global_datasets(CandleStore(store_url), ASSETS, "1h", OPTIONS)
+    with LocalFanout(2) as fanout:
+        there, _ = global_datasets(CandleStore(store_url), ASSETS, "1h", OPTIONS, fanout)
+    assert list(there) == list(here) == list(ASSETS)  # the order of the pooled rows is kept
+    for asset in ASSETS:
+        pd.testing.assert_frame_equal(there[asset].X, here[asset].X)
+        pd.testing.assert_series_equal(there[asset].y, here[asset].y)
 
 
 def test_global_features_are_causal(store_url, tmp_path, data_dir):
