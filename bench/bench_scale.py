@@ -7,7 +7,9 @@ per-task times and scheduler overhead from which the time on 8 and 32 workers is
 ``serve`` loads each bundle in a fresh process (production alias = its newest version) and reports bundle
 size, load time (hashes verified, every pair loaded and warmed), the process's PSS after loading and
 predicting, in-process ``predict`` p50 with the response cache out of the way (the worker's feature
-memo is warm, as in production after a candle's first request) and a batch of 50 distinct assets.
+memo is warm, as in production after a candle's first request) and a batch of 50 distinct assets:
+as trained, and with every pair given a model share (the gate shrinks most to no-change, and then
+no model is called), once with one call per global model for the batch and once pair by pair.
 
 Assets are the first N of the supported list (the 20 core assets, then the universe). Each size is
 trained twice with the same seed: the local fan-out (fits in this process, 2 threads each) and a
@@ -177,9 +179,18 @@ def serve_one(url, models):
         service.predict(asset, "24h")
     one = _p50_ms(lambda: service.predict("bitcoin", "24h"), 300)
     many = _p50_ms(lambda: service.predict_batch(batch, "24h"), 50)
+    pss = _pss_mb()
+    # Where the skill gate shrank forecasts to no-change no model is called; give every pair a share to
+    # time the models' batch call, shared per global model and, for comparison, pair by pair.
+    for pair in bundle.pairs.values():
+        pair.shrink = pair.shrink or 0.5
+    shared = _p50_ms(lambda: service.predict_batch(batch, "24h"), 50)
+    service._model_outputs = lambda pairs, prepared: {}
+    by_pair = _p50_ms(lambda: service.predict_batch(batch, "24h"), 50)
     size = sum(p.stat().st_size for p in (Path(models) / version).rglob("*") if p.is_file())
     print(json.dumps({"assets": len(assets), "pairs": len(bundle.pairs), "bundle_mb": size / 2**20, "load_s": load_s,
-                      "pss_mb": _pss_mb(), "predict_p50_ms": one, "batch50_p50_ms": many}))
+                      "pss_mb": pss, "predict_p50_ms": one, "batch50_p50_ms": many, "models_shared_ms": shared,
+                      "models_by_pair_ms": by_pair}))
 
 
 @cli.command()
@@ -187,14 +198,15 @@ def serve_one(url, models):
 def serve(bundles):
     """BUNDLES: STORE.db:MODELS_DIR pairs; each is measured in a fresh process."""
     click.echo(f"{'assets':>6} {'pairs':>6} {'bundle MB':>10} {'load s':>7} {'PSS MB':>7} {'predict p50 ms':>15} "
-               f"{'batch50 p50 ms':>15}")
+               f"{'batch50 p50 ms':>15} {'models: shared':>15} {'by pair':>8}")
     for spec in bundles:
         db, models = spec.split(":", 1)
         out = subprocess.run([sys.executable, "-m", "bench.bench_scale", "serve-one", f"sqlite:///{db}", models],
                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         click.echo(f"{r['assets']:>6} {r['pairs']:>6} {r['bundle_mb']:>10.1f} {r['load_s']:>7.2f} {r['pss_mb']:>7.0f} "
-                   f"{r['predict_p50_ms']:>15.3f} {r['batch50_p50_ms']:>15.3f}")
+                   f"{r['predict_p50_ms']:>15.3f} {r['batch50_p50_ms']:>15.3f} {r['models_shared_ms']:>15.3f} "
+                   f"{r['models_by_pair_ms']:>8.3f}")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,11 @@ class BoosterModel(BaseModel):
             return self.trees_.predict_row(X[-1])
         return float(self._predict(X[-1:])[0])
 
+    def _predict_rows(self, X):
+        if self.trees_ is not None:  # numpy trees: a row's result does not depend on the batch
+            return self.trees_.predict(X)
+        return super()._predict_rows(X)
+
     def _save(self, directory: Path):
         if self._booster_json is not None:  # loaded and never rebuilt: the file as it was read
             (directory / BOOSTER_FILE).write_bytes(self._booster_json)

@@ -110,6 +110,11 @@ class BaseModel(RegressorMixin, BaseEstimator):
         """Prediction for the last row; X holds at most ``context_rows`` rows."""
         return float(self._predict(X)[-1])
 
+    def _predict_rows(self, X: np.ndarray) -> np.ndarray:
+        """For a kind of ``context_rows`` 1: each row's ``_predict_last`` as if alone, bit for bit, in as
+        few calls as the kind can (a batch of many assets shares one call of a global model)."""
+        return np.array([self._predict_last(X[i:i + 1]) for i in range(len(X))], dtype=np.float64)
+
     def _save(self, directory: Path) -> list[str]:
         """Write artifacts into ``directory``; return their names relative to it."""
         raise NotImplementedError

@@ -42,6 +42,14 @@ class LinearModel(BaseModel):
     def _predict(self, X):
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
+    def _predict_rows(self, X):
+        # einsum reduces each row on its own; matmul's result for a row depends on how many rows come with
+        # it, and a batch must equal single predictions exactly.
+        return np.einsum("ij,j->i", (X - self.mean_) / self.scale_, self.coef_) + self.intercept_
+
+    def _predict_last(self, X):
+        return float(self._predict_rows(X[-1:])[0])
+
     def _save(self, directory: Path):
         np.savez(directory / STATE_FILE, mean=self.mean_, scale=self.scale_, coef=self.coef_,
                  intercept=np.float64(self.intercept_))

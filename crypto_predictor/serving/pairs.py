@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,12 @@ from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, 
 from crypto_predictor.datasets import BAR_HOURS, feature_frame, features_from_bars
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target
-from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, bundle_pairs, read_pair
+from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, StoredResiduals, bundle_pairs, read_pair
 from crypto_predictor.registry.catalog import open_bundle
 from crypto_predictor.sentiment_features import uses_sentiment
 
 LEVELS = ("80", "95")
+UNSERVED_METRICS = ("folds", "train_seconds")  # manifest metrics only training, evaluation and plots read
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class PairInputs:
     bar_time: pd.Timestamp  # open time of the newest bar
     scale: float | None  # causal volatility at that bar (normalised intervals)
     values: np.ndarray | None = None  # X_tail as an array, made once: the models' input
+
+    def array(self) -> np.ndarray:
+        # Columns were selected by name; a plain array skips re-checking them per member.
+        return self.values if self.values is not None else self.X_tail.to_numpy()
 
 
 @dataclass
@@ -104,7 +110,7 @@ class ServingPair:
         first = newest_open if first_bar is None else first_bar
         return first - (SERVING_ROWS - 1) * self.step
 
-    @property
+    @cached_property  # asked for every prediction; the features never change
     def sentiment(self) -> bool:
         """Whether its features include the Fear & Greed Index (it then needs the stored series)."""
         return uses_sentiment(self.features)
@@ -194,10 +200,11 @@ class ServingPair:
         return IntervalStats({level_key(lv): lo_hi for lv, lo_hi in offsets.items()},
                              float(np.mean(np.abs(units))), len(self.stored_residuals), n_post)
 
-    def predict(self, inputs: PairInputs, stats: IntervalStats | None) -> Prediction:
-        # Columns were selected by name in ``inputs``; a plain array skips re-checking them per member.
-        values = inputs.values if inputs.values is not None else inputs.X_tail.to_numpy()
-        pred = self.shrink * float(self.model.predict_last(values)) if self.shrink else 0.0
+    def predict(self, inputs: PairInputs, stats: IntervalStats | None, output: float | None = None) -> Prediction:
+        """``output``: the model's prediction already made (a batch's shared call), else the model is called."""
+        if output is None and self.shrink:
+            output = float(self.model.predict_last(inputs.array()))
+        pred = self.shrink * output if self.shrink else 0.0
         bounds = {key: None for key in LEVELS}
         error_scale = math.nan
         s = 1.0 if inputs.scale is None else inputs.scale
@@ -252,6 +259,27 @@ def beats_coin_flip(row: dict | None) -> bool:
     return brier is not None and math.isfinite(float(brier)) and float(brier) < 0.25
 
 
+def window_tail(stored: StoredResiduals, conformal: RollingConformal) -> StoredResiduals:
+    """The stored residuals the conformal window can still read: from the ``window``-th newest finite one
+    on (new ones only push older ones out). Copied, so the rest is freed: at 174 assets that keeps
+    720 of 2000 per pair."""
+    values, scales = stored.values, stored.scales
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finite = np.flatnonzero(np.isfinite(values if scales is None else values / scales))
+    if len(finite) <= conformal.window:
+        return stored
+    start = finite[-conformal.window]
+    return StoredResiduals(stored.times[start:].copy(deep=True), values[start:].copy(),
+                           None if scales is None else scales[start:].copy())
+
+
+def serving_manifest(manifest: dict) -> dict:
+    """The manifest without what no request reads (per-fold rows, fit seconds): at 174 assets those are
+    4 MB of JSON, 9 MB as objects, in every worker for every loaded version."""
+    metrics = {k: v for k, v in (manifest.get("metrics") or {}).items() if k not in UNSERVED_METRICS}
+    return {**manifest, "metrics": metrics}
+
+
 def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
     """The served forecast of one pair, read through ``registry.artifacts`` as the re-test reads it."""
     pair = read_pair(bundle, asset, timeframe)
@@ -260,7 +288,7 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
     base = art.model_kind or art.kind
     served_row = rows.get(SERVED) or rows.get(base)
     accuracy = (rows.get("ensemble") or rows.get(base) or {}).get("directional_accuracy")
-    stored = art.residuals
+    stored = window_tail(art.residuals, art.conformal)
     return ServingPair(
         version=bundle.version, asset=asset, timeframe=timeframe, bar=pair.bar, horizon=pair.horizon,
         features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=base,
@@ -285,4 +313,4 @@ def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
             pairs[(asset, timeframe)] = pair
     if not pairs:
         raise BundleIntegrityError(f"bundle {bundle.version} holds no {PAIR_FILE}: not a bundle written by training")
-    return LoadedBundle(bundle.version, bundle.manifest, pairs, time.perf_counter() - started)
+    return LoadedBundle(bundle.version, serving_manifest(bundle.manifest), pairs, time.perf_counter() - started)

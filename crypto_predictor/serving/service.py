@@ -189,11 +189,15 @@ class PredictionService:
 
     # ---------------------------------------------------------------- predictions
 
-    def _predict_pair(self, pair, fresh: dict, now_iso: str) -> dict:
+    def _pair_inputs(self, pair, fresh: dict) -> tuple:
+        """(inputs, interval stats, data_as_of, target_time, latest candle times) of a pair's newest bar."""
         latest = {a: fresh[a].latest for a in [pair.asset, *pair.context]}
         inputs, as_of, target = self.data.pair_inputs(pair, latest)
-        stats = self.data.interval_stats(pair, inputs.bar_time, latest)
-        p = pair.predict(inputs, stats)
+        return inputs, self.data.interval_stats(pair, inputs.bar_time, latest), as_of, target, latest
+
+    def _predict_pair(self, pair, fresh: dict, now_iso: str, prepared=None, output=None) -> dict:
+        inputs, stats, as_of, target, latest = prepared or self._pair_inputs(pair, fresh)
+        p = pair.predict(inputs, stats, output)
         current = inputs.close
         factor = math.exp(p.log_return)
         change = factor - 1.0
@@ -242,20 +246,47 @@ class PredictionService:
         self.data.expired()  # the periodic rebuild that catches corrected older candles
         fresh = self._fresh_many(dict.fromkeys(a for p in pairs.values() for a in [p.asset, *p.context]), now)
         now_iso = iso(now)
-        results = {}
+        results, prepared = {}, {}
         for asset, pair in pairs.items():
             try:
                 failed = [fresh[a] for a in [asset, *pair.context] if isinstance(fresh[a], Exception)]
                 if failed:
                     raise failed[0]
-                results[asset] = self._predict_pair(pair, fresh, now_iso)
-                self._log(results[asset], pair.kind, group)
-            except CryptoPredictorError as exc:
-                results[asset] = exc
-            except Exception:  # a bug in one pair must not take the other symbols of a batch down
-                log.exception("prediction failed for %s %s", asset, timeframe)
-                results[asset] = CryptoPredictorError(f"internal error while predicting {asset} {timeframe}")
+                prepared[asset] = self._pair_inputs(pair, fresh)
+            except Exception as exc:
+                results[asset] = self._failure(exc, asset, timeframe)
+        outputs = self._model_outputs(pairs, prepared)
+        for asset, ready in prepared.items():
+            try:
+                results[asset] = self._predict_pair(pairs[asset], fresh, now_iso, ready, outputs.get(asset))
+                self._log(results[asset], pairs[asset].kind, group)
+            except Exception as exc:
+                results[asset] = self._failure(exc, asset, timeframe)
         return [item if isinstance(item, Exception) else results[item] for item in out]
+
+    @staticmethod
+    def _failure(exc: Exception, asset: str, timeframe: str) -> CryptoPredictorError:
+        if isinstance(exc, CryptoPredictorError):
+            return exc
+        # a bug in one pair must not take the other symbols of a batch down
+        log.error("prediction failed for %s %s", asset, timeframe, exc_info=exc)
+        return CryptoPredictorError(f"internal error while predicting {asset} {timeframe}")
+
+    @staticmethod
+    def _model_outputs(pairs: dict, prepared: dict) -> dict:
+        """asset -> its model's prediction, with one call per shared (global) model for the whole batch;
+        {} when that fails, and each pair then calls its own model."""
+        assets = [a for a in prepared if pairs[a].shrink]
+        if len(assets) < 2:
+            return {}
+        from crypto_predictor.models.batch import predict_each  # late: models load where a bundle does
+
+        try:
+            values = predict_each([pairs[a].model for a in assets], [prepared[a][0].array() for a in assets])
+        except Exception:
+            log.exception("batched model call failed; predicting pair by pair")
+            return {}
+        return dict(zip(assets, values))
 
     def _log(self, data: dict, kind: str, group: str) -> None:
         if self.log is None:
@@ -277,13 +308,15 @@ class PredictionService:
         return result  # made for this call alone: no copy needed
 
     def predict_batch(self, symbols: list, timeframe="24h", model_version=None, client_id=None) -> list[dict]:
-        entries = []
+        entries, given = [], set()
         for symbol, result in zip(symbols, self._predict_many(list(symbols), timeframe, model_version, client_id)):
             if isinstance(result, Exception):
                 entries.append({"symbol": symbol, "status": "error",
                                 "error": {"code": result.code, "message": result.message}})
-            else:
-                entries.append({"symbol": symbol, "status": "success", "data": _copy(result)})
+            else:  # made for this call: only a duplicate (BTC, bitcoin) needs a copy of its own
+                entries.append({"symbol": symbol, "status": "success",
+                                "data": _copy(result) if id(result) in given else result})
+                given.add(id(result))
         return entries
 
     def cache_token(self, symbol, timeframe, model_version=None, client_id=None) -> tuple:

@@ -89,6 +89,27 @@ def test_a_short_history_asset_is_served_by_the_global_model(bundle, store_url):
     assert low < data["current_price"] < high
 
 
+def test_a_batch_of_every_asset_calls_each_global_model_once(bundle, store_url, monkeypatch):
+    from crypto_predictor.models import LinearModel, XGBoostModel
+
+    models, version, _ = bundle
+    set_alias(models, "production", version)
+    service = PredictionService(TestConfig(DATABASE_URL=store_url, MODELS_DIR=str(models)), clock=lambda: FRESH_NOW)
+    service.start()
+    pairs = service.models.served.bundles[version].pairs
+    for asset in ASSETS:  # this tiny bundle's gate shrank every forecast to no-change: give the models a share
+        pairs[(asset, "1h")].shrink = 0.5
+    singles = [service.predict(a, "1h") for a in ASSETS]
+    calls = []
+    for cls in (LinearModel, XGBoostModel):
+        real = cls._predict_rows
+        monkeypatch.setattr(cls, "_predict_rows", lambda self, X, real=real: calls.append(len(X)) or real(self, X))
+    entries = service.predict_batch(list(ASSETS), "1h")
+    assert calls == [len(ASSETS), len(ASSETS)]  # one call per global model, every asset's row in it
+    assert [e["data"] for e in entries] == [{**d, "prediction_time": e["data"]["prediction_time"]}
+                                          for d, e in zip(singles, entries)]
+
+
 def test_calendar_folds_are_shared_and_purged(store_url):
     datasets, skipped = global_datasets(CandleStore(store_url), ASSETS, "24h", OPTIONS)
     assert not skipped and {tuple(ds.X.columns) for ds in datasets.values()} == {tuple(datasets["bitcoin"].X.columns)}

@@ -173,6 +173,36 @@ def test_unknown_symbol_timeframe_and_version_raise_the_right_errors(service):
         service.predict("SOL", "24h")
 
 
+def test_a_loaded_pair_keeps_only_the_residuals_its_window_can_read(service, trained):
+    from dataclasses import replace
+
+    from crypto_predictor.registry.artifacts import StoredResiduals
+    from crypto_predictor.serving.pairs import window_tail
+
+    pair = service.models.served.bundles["v1"].pair("bitcoin", "24h")
+    window = pair.conformal.window
+    rng = np.random.default_rng(3)
+    n = 3 * window
+    values, scales = rng.standard_t(4, n) * 0.02, rng.uniform(0.01, 0.03, n)
+    values[rng.choice(n, 50, replace=False)] = np.nan  # unrealised rows: the window counts finite ones only
+    values[-window + 10] = np.nan
+    times = pd.date_range("2021-01-01", periods=n, freq="h", tz="UTC")
+    full = StoredResiduals(times, values, scales)
+    tail = window_tail(full, pair.conformal)
+    assert window < len(tail.values) < n and np.isfinite(tail.values / tail.scales).sum() == window
+    assert tail.times[-1] == times[-1] and tail.values.base is None  # a copy: the full arrays can be freed
+    post, post_scales = rng.normal(0, 0.02, 40), rng.uniform(0.01, 0.03, 40)
+    for extra in ((None, None), (post, post_scales)):
+        before = replace(pair, stored_times=times, stored_residuals=values, stored_scales=scales).interval_stats(*extra)
+        after = replace(pair, stored_times=tail.times, stored_residuals=tail.values,
+                        stored_scales=tail.scales).interval_stats(*extra)
+        assert after.offsets == before.offsets and after.error_unit == before.error_unit
+    # A served bundle keeps no per-fold rows in memory; the verified manifest on disk still has them.
+    _, _, models = trained
+    assert "folds" in load_manifest(models / "v1")["metrics"]
+    assert set(service.models.served.bundles["v1"].manifest["metrics"]) == {"overall"}
+
+
 def test_batch_reports_bad_symbols_in_their_own_entry_and_matches_single_predictions(service):
     entries = service.predict_batch(["BTC", "dogecoin", "nope", "ethereum", "bitcoin"], "24h")
     assert [e["status"] for e in entries] == ["success", "error", "error", "success", "success"]
