@@ -1,8 +1,9 @@
 """Training runs: per-pair or global models for many (asset, timeframe) pairs, into one new bundle.
 
-Per-pair models (``train_pair``) are fitted on one asset's rows, pairs in parallel through
-joblib; global models (``global_models.train_global``) on the pooled rows of every asset, one
-timeframe at a time. Both are scored by ``scoring.score_pair`` and written through one
+Per-pair models (``train_pair``) are fitted on one asset's rows: each (asset, timeframe, kind) fit is
+a task of the fan-out (``training.fanout``; the LSTM, ~6x the others, no longer holds up its pair's
+other kinds), then a task per pair scores it by replaying those predictions. Global models
+(``global_models.train_global``) are fitted on the pooled rows of every asset, one timeframe at a time. Both are scored by ``scoring.score_pair`` and written through one
 ``BundleWriter``, whose manifest records the metrics, the design of each timeframe and what was
 skipped.
 """
@@ -10,6 +11,7 @@ skipped.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from crypto_predictor.datasets import GLOBAL_CONTEXT, build_dataset
@@ -22,35 +24,59 @@ from crypto_predictor.registry.store import open_model_store
 from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
     ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, DEFAULT_KINDS, DEFAULT_MEMBERS, PairResult, Skipped,
-    TrainOptions, base_kinds, expand_kinds, make_model, score_pair)
+    TrainOptions, _Replay, base_kinds, expand_kinds, kind_predictions, make_model, score_pair)
 
 
-def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None) -> PairResult:
-    """Evaluate, fit and (when ``out_dir`` is given) save every requested kind for one pair."""
-    ds = build_dataset(store, asset, timeframe, days=options.days, end=options.end,
-                       sentiment=stored_series(store.engine) if options.sentiment else None)
-    return score_pair(ds, options, out_dir, lambda kind: lambda: make_model(kind, options, ds.horizon),
-                      lambda kind: make_model(kind, options, ds.horizon).fit(ds.X, ds.y))
+def _dataset(store, asset: str, timeframe: str, options: TrainOptions):
+    return build_dataset(store, asset, timeframe, days=options.days, end=options.end,
+                         sentiment=stored_series(store.engine) if options.sentiment else None)
 
 
-def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str):
+def train_pair(store, asset: str, timeframe: str, options: TrainOptions, out_dir: Path | None,
+               fitted: dict | None = None) -> PairResult:
+    """Evaluate, fit and (when ``out_dir`` is given) save every requested kind for one pair. ``fitted``:
+    kind -> (out-of-sample predictions, final model, seconds) from kind tasks, replayed instead of fitted here."""
+    ds = _dataset(store, asset, timeframe, options)
+    if fitted is None:
+        return score_pair(ds, options, out_dir, lambda kind: lambda: make_model(kind, options, ds.horizon),
+                          lambda kind: make_model(kind, options, ds.horizon).fit(ds.X, ds.y))
+    result = score_pair(ds, options, out_dir, lambda kind: (lambda t=fitted[kind][0]: _Replay(t)),
+                        lambda kind: fitted[kind][1])
+    for kind, (_, _, seconds) in fitted.items():
+        result.seconds[kind] += seconds  # the fits themselves ran in the kind's task
+    return result
+
+
+def _kind_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, kind: str):
+    """One (asset, timeframe, kind): its walk-forward predictions and its final model, or Skipped."""
+    started = time.perf_counter()
+    try:
+        ds = _dataset(CandleStore(database_url), asset, timeframe, options)
+    except InsufficientData as exc:
+        return Skipped(asset, timeframe, exc.message)
+    predictions = kind_predictions(ds, options, kind)
+    final = make_model(kind, options, ds.horizon).fit(ds.X, ds.y)
+    return predictions, final, time.perf_counter() - started
+
+
+def _train_job(database_url: str, asset: str, timeframe: str, options: TrainOptions, out_dir: str, fitted=None):
     """One (asset, timeframe) in a worker process: its own store connection, its own files."""
     out = Path(out_dir)
     try:
-        result = train_pair(CandleStore(database_url), asset, timeframe, options, out)
+        result = train_pair(CandleStore(database_url), asset, timeframe, options, out, fitted)
     except InsufficientData as exc:
         shutil.rmtree(out, ignore_errors=True)
         return Skipped(asset, timeframe, exc.message)
     return _with_pair_file(result, out)
 
 
-def _train_job_anywhere(database_url: str, asset: str, timeframe: str, options: TrainOptions):
+def _train_job_anywhere(database_url: str, asset: str, timeframe: str, options: TrainOptions, fitted=None):
     """``_train_job`` on a machine that cannot see the bundle: the pair's files come back as bytes, for
     the client to write."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cp-pair-") as tmp:
-        result = _train_job(database_url, asset, timeframe, options, tmp)
+        result = _train_job(database_url, asset, timeframe, options, tmp, fitted)
         files = {} if isinstance(result, Skipped) else {f: (Path(tmp) / f).read_bytes() for f in result.files}
     return result, files
 
@@ -62,13 +88,31 @@ def _write_files(out: Path, files: dict) -> None:
         path.write_bytes(data)
 
 
+def _fitted_kinds(database_url: str, pairs, options: TrainOptions, fanout) -> tuple[dict, list]:
+    """Every (asset, timeframe, kind) fit as a task of its own: (pair -> kind -> fitted, [Skipped])."""
+    kinds = base_kinds(options)
+    keys = [(a, t, k) for a, t in pairs for k in kinds]
+    fitted, skipped = {}, {}
+    for (a, t, k), done in zip(keys, fanout.map(_kind_job, [(database_url, a, t, options, k) for a, t, k in keys])):
+        if isinstance(done, Skipped):
+            skipped[(a, t)] = done
+        else:
+            fitted.setdefault((a, t), {})[k] = done
+    return {p: f for p, f in fitted.items() if p not in skipped}, list(skipped.values())
+
+
 def _pair_jobs(database_url: str, pairs, options: TrainOptions, writer, fanout):
-    """Per-pair trainings: in local processes writing into the bundle, or on Dask returning their files."""
+    """Per-pair trainings: each kind's fits as tasks, then each pair scored and written by a task of its own,
+    in local processes writing into the bundle, or on Dask returning its files."""
+    fitted, skipped = _fitted_kinds(database_url, pairs, options, fanout) if pairs else ({}, [])
+    yield from skipped
     if fanout.kind == "local":
         yield from fanout.imap_unordered(_train_job, [
-            (database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent)) for a, t in pairs])
+            (database_url, a, t, options, str(writer.path_for(a, t, PAIR_FILE).parent), f)
+            for (a, t), f in fitted.items()])
         return
-    for result, files in fanout.imap_unordered(_train_job_anywhere, [(database_url, a, t, options) for a, t in pairs]):
+    for result, files in fanout.imap_unordered(_train_job_anywhere,
+                                               [(database_url, a, t, options, f) for (a, t), f in fitted.items()]):
         if not isinstance(result, Skipped):
             _write_files(writer.path_for(result.asset, result.timeframe, PAIR_FILE).parent, files)
         yield result

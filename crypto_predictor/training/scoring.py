@@ -212,8 +212,7 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     oos, fitted, states = {}, {}, {}
     for kind in base:
         started = time.perf_counter()
-        bt = backtest(model_for(kind), ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal, scale=scale,
-                      name=kind, price=ds.close.to_numpy(), splits=splits, rows_per_day=_rows_per_day(ds))
+        bt = _backtest(ds, model_for(kind), kind, n_folds, min_train, conformal, scale, splits)
         fitted[kind] = final_for(kind)
         result.seconds[kind] = time.perf_counter() - started
         oos[kind] = bt
@@ -256,6 +255,21 @@ def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_f
     if out_dir is not None and all(fitted[k] is not None for k in base):
         save_pair(result, out_dir, fitted)
     return result
+
+
+def _backtest(ds: Dataset, model_factory, kind: str, n_folds: int, min_train: int, conformal, scale, splits):
+    return backtest(model_factory, ds.X, ds.y, ds.horizon, n_folds, min_train, conformal=conformal, scale=scale,
+                    name=kind, price=ds.close.to_numpy(), splits=splits, rows_per_day=_rows_per_day(ds))
+
+
+def kind_predictions(ds: Dataset, options: TrainOptions, kind: str) -> pd.Series:
+    """One kind's walk-forward out-of-sample predictions on a pair's own folds, as ``score_pair`` makes them
+    (a fan-out task fits them; the pair's scoring replays them)."""
+    min_train = _min_train(len(ds.y), ds.horizon)
+    conformal, scale = _conformal(ds, min_train)
+    bt = _backtest(ds, lambda: make_model(kind, options, ds.horizon), kind, 2 if options.quick else options.n_folds,
+                   min_train, conformal, scale, None)
+    return pd.Series(bt.predictions["y_pred"].to_numpy(), index=pd.Index(bt.predictions["index"]))
 
 
 def save_pair(result: PairResult, out_dir: Path, fitted: dict) -> None:

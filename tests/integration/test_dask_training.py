@@ -81,12 +81,14 @@ def test_a_global_bundle_trained_on_the_cluster_equals_the_local_one(store_url, 
 
 def test_per_pair_trainings_return_their_files_to_the_client(store_url, cluster, tmp_path):
     _, client = cluster
-    options = TrainOptions(kinds=("linear",), quick=True, seed=5, design="pair")
-    local, _ = train_run(store_url, ASSETS, ["24h"], options, tmp_path / "local", n_jobs=2)
+    options = TrainOptions(kinds=("linear", "xgboost", "ensemble"), members=("linear", "xgboost"), quick=True,
+                           seed=5, design="pair")
+    local, _ = train_run(store_url, ASSETS, ["24h"], options, tmp_path / "local", n_jobs=1)  # nothing pickled
     fanout = DaskFanout(cluster[0].scheduler_address, client=client)
     remote, _ = train_run(store_url, ASSETS, ["24h"], options, tmp_path / "dask", fanout=fanout)
     _same_bundle(tmp_path / "local" / local, tmp_path / "dask" / remote)
-    assert sum(fanout.ran_on.values()) == 2 and os.getpid() not in fanout.ran_on
+    # per pair: one task per (asset, timeframe, kind) fit, then the pair's scoring
+    assert sum(fanout.ran_on.values()) == len(ASSETS) * (2 + 1) and os.getpid() not in fanout.ran_on
 
 
 def test_a_worker_killed_mid_run_still_gives_the_same_bundle(store_url, tmp_path):
