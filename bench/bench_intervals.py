@@ -36,6 +36,39 @@ from crypto_predictor.volatility import HarVolatility
 
 LEVELS = (0.8, 0.95)
 SCALES = ("none", "ewma", "har")
+# The scale training uses per timeframe (scoring.HAR_BARS; 7d keeps the EWMA, 30d none): what ACI corrects.
+SERVED_SCALE = {"1h": "har", "24h": "har", "7d": "ewma", "30d": "none"}
+
+
+def aci_intervals(pos, y, scale, h: int, window: int, gamma: float, min_history: int = 100) -> dict:
+    """Adaptive conformal inference (Gibbs & Candes 2021) on the rolling symmetric conformal intervals of a
+    naive forecast: each level's miscoverage target moves by gamma x (target - miss) as each row's outcome
+    becomes known (h rows later), and the interval takes that level's quantile of the trailing window."""
+    y = np.asarray(y, dtype=float)
+    s = np.ones(len(y)) if scale is None else np.asarray(scale, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.abs(np.where(s > 0, y / s, np.nan))
+    alpha = {lv: 1.0 - lv for lv in LEVELS}
+    out = {f"{side}{int(lv * 100)}": np.full(len(y), np.nan) for lv in LEVELS for side in ("lower", "upper")}
+    miss = {lv: np.full(len(y), np.nan) for lv in LEVELS}
+    done = 0
+    for i, t in enumerate(pos):
+        while done < i and pos[done] + h <= t:  # outcomes realised by now, oldest first
+            for lv in LEVELS:
+                if np.isfinite(miss[lv][done]):
+                    alpha[lv] += gamma * ((1.0 - lv) - miss[lv][done])
+            done += 1
+        win = scores[max(0, done - window):done]
+        win = np.sort(win[np.isfinite(win)])
+        if len(win) < min_history or not np.isfinite(s[i]):
+            continue
+        for lv in LEVELS:
+            level = 1.0 - alpha[lv]
+            k = math.ceil((len(win) + 1) * level - 1e-9)
+            q = 0.0 if k < 1 else (math.inf if k > len(win) else float(win[k - 1]))
+            out[f"lower{int(lv * 100)}"][i], out[f"upper{int(lv * 100)}"][i] = -q * s[i], q * s[i]
+            miss[lv][i] = float(abs(y[i]) > q * s[i])
+    return out
 
 
 class Pair:
@@ -61,7 +94,7 @@ def scales(p: Pair, har: HarVolatility) -> dict:
     return {"none": None, "ewma": p.ewma, "har": har.scale(p.close)}
 
 
-def score_pair(p: Pair, har: HarVolatility) -> dict:
+def score_pair(p: Pair, har: HarVolatility, timeframe: str, gammas=(), powers=()) -> dict:
     pos, y = p.test, p.y[p.test]
     zero = np.zeros(len(pos))
     window = max(720, 12 * p.h)
@@ -70,13 +103,20 @@ def score_pair(p: Pair, har: HarVolatility) -> dict:
     for name, scale in scales(p, har).items():
         kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
         out[name] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
+    for power in powers:  # partial normalisation: scores r / s**power, intervals q x s**power
+        hs = har.scale(p.close)[pos] ** power
+        out[f"har^{power:g}"] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, res_scale=hs,
+                                                  query_scale=hs)
+    served = scales(p, har)[SERVED_SCALE[timeframe]]
+    for gamma in gammas:
+        out[f"aci {gamma:g}"] = aci_intervals(pos, y, None if served is None else served[pos], p.h, window, gamma)
     ok = np.ones(len(pos), bool)
-    for name in SCALES:  # every candidate on the same rows
+    for name in out:  # every candidate on the same rows
         ok &= np.isfinite(out[name]["lower80"]) & np.isfinite(out[name]["lower95"])
     bq = quantile_baseline(p.y, pos, p.h, BASELINE_DAYS * p.rows_per_day, LEVELS)
     bs = static_baseline(p.y, pos, [(p.train, pos)], p.h, LEVELS)
     rows = {}
-    for name, bounds in [(n, out[n]) for n in SCALES] + [("baseline_quantile", bq), ("baseline_static", bs)]:
+    for name, bounds in list(out.items()) + [("baseline_quantile", bq), ("baseline_static", bs)]:
         kept = {k: np.where(ok, bounds[k], np.nan) for k in ("lower80", "upper80", "lower95", "upper95")}
         rows[name] = metrics(y, zero, **kept, tercile=tercile)
     return rows
@@ -92,16 +132,21 @@ def _mean(values) -> float:
 @click.option("--timeframe", "timeframes", multiple=True, default=("1h", "24h", "7d", "30d"))
 @click.option("--month-days", type=int, default=30, show_default=True,
               help="Days of the HAR model's long component (serving keeps 400 hourly bars: 16 days)")
-def main(symbols, timeframes, month_days):
+@click.option("--aci", "gammas", type=float, multiple=True,
+              help="Also adaptive conformal inference on the served scale with this step (repeatable)")
+@click.option("--power", "powers", type=float, multiple=True,
+              help="Also the HAR scale raised to this power (partial normalisation; repeatable)")
+def main(symbols, timeframes, month_days, gammas, powers):
     store = CandleStore(Config().DATABASE_URL)
     assets = resolve_symbols(symbols, stored_assets(store))
     for tf in timeframes:
         pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
         har = fit_har(pairs, month_days)
-        scored = [score_pair(p, har) for p in pairs]
+        scored = [score_pair(p, har, tf, gammas, powers) for p in pairs]
         click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "
                    + " ".join(f"{c:.3f}" for c in har.coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
-        for name in SCALES + ("baseline_quantile", "baseline_static"):
+        extra = tuple(f"har^{b:g}" for b in powers) + tuple(f"aci {g:g}" for g in gammas)
+        for name in SCALES + extra + ("baseline_quantile", "baseline_static"):
             ratio = {lv: _mean(r[name][f"interval_score_{lv}"] / r["baseline_quantile"][f"interval_score_{lv}"]
                                for r in scored) for lv in (80, 95)}
             third = {lv: [_mean(r[name][f"coverage_{lv}_by_vol"][g] for r in scored) for g in range(3)]

@@ -182,9 +182,11 @@ class RollingConformal:
 
     def __init__(self, window: int = 720, horizon: int = 1, levels=DEFAULT_LEVELS,
                  min_history: int = 100, symmetric: bool = True, vol_span: int | None = None,
-                 har: dict | None = None):
+                 har: dict | None = None, scale_power: float = 1.0):
         if int(window) < 1 or int(horizon) < 0 or int(min_history) < 1:
             raise InvalidInput("window and min_history must be >= 1 and horizon >= 0")
+        if not 0 < float(scale_power) <= 2:
+            raise InvalidInput(f"scale_power must be in (0, 2], got {scale_power!r}")
         if vol_span is not None and int(vol_span) < 2:
             raise InvalidInput("vol_span must be >= 2 (or None for unnormalised intervals)")
         if vol_span is not None and har is not None:
@@ -196,6 +198,9 @@ class RollingConformal:
         self.symmetric = bool(symmetric)
         self.vol_span = None if vol_span is None else int(vol_span)
         self.har = None if har is None else HarVolatility.from_state(har)
+        # Scores are divided by volatility ** scale_power: below 1 a forecast volatility moves the intervals
+        # less than in proportion (bench_intervals --power: at 24h 0.5 evens out the volatility thirds).
+        self.scale_power = float(scale_power)
 
     @property
     def normalised(self) -> bool:
@@ -214,12 +219,19 @@ class RollingConformal:
         return cls(**{"window": max(720, 12 * horizon), "horizon": horizon, "vol_span": span, **kwargs})
 
     def scale(self, close) -> np.ndarray | None:
-        """Causal volatility per row of a contiguous close series (None when unnormalised)."""
+        """What the scores are divided by, per row of a contiguous close series: the causal volatility
+        ** ``scale_power`` (None when unnormalised)."""
         if self.har is not None:
-            return self.har.scale(close)
-        if self.vol_span is None:
+            vol = self.har.scale(close)
+        elif self.vol_span is None:
             return None
-        return causal_volatility(close, self.horizon, self.vol_span, min_periods=min(self.vol_span, 48))
+        else:
+            vol = causal_volatility(close, self.horizon, self.vol_span, min_periods=min(self.vol_span, 48))
+        return vol if self.scale_power == 1.0 else vol ** self.scale_power
+
+    def volatility(self, scale: float) -> float:
+        """The volatility (SD of the horizon's log return) behind one value of ``scale``."""
+        return scale if self.scale_power == 1.0 else scale ** (1.0 / self.scale_power)
 
     def _check_scale(self, scale) -> None:
         if self.normalised and scale is None:

@@ -203,7 +203,8 @@ def calibration_state(conformal: RollingConformal, calibrator: DirectionCalibrat
     return {
         "conformal": {"window": conformal.window, "horizon": conformal.horizon, "levels": list(conformal.levels),
                       "min_history": conformal.min_history, "symmetric": conformal.symmetric,
-                      "vol_span": conformal.vol_span, "har": None if conformal.har is None else conformal.har.to_state()},
+                      "vol_span": conformal.vol_span, "har": None if conformal.har is None else conformal.har.to_state(),
+                      "scale_power": conformal.scale_power},
         "residuals": {
             "time": [t.isoformat() for t in times],
             "residual": np.round(np.asarray(residuals, dtype=float), 10).tolist(),

@@ -218,8 +218,9 @@ class PredictionService:
             "stale": any(fresh[a].stale for a in latest),
             "model_accuracy": pair.model_accuracy,
             "skill": pair.skill,
-            # the scale of the intervals: the forecast SD of the log return to target_time
-            "volatility": None if inputs.scale is None or not math.isfinite(inputs.scale) else round(inputs.scale, 6),
+            # the forecast SD of the log return to target_time (the intervals scale with a power of it)
+            "volatility": None if inputs.scale is None or not math.isfinite(inputs.scale)
+            else round(pair.conformal.volatility(inputs.scale), 6),
         }
 
     def _predict_many(self, symbols, timeframe, model_version, client_id) -> list:

@@ -60,3 +60,26 @@ def test_state_round_trip_and_refusals():
         RollingConformal(vol_span=24, har=har.to_state())
     with pytest.raises(InvalidInput):
         har.scale(np.array([1.0, -1.0, 2.0]))
+
+
+def test_a_partial_scale_divides_by_a_power_of_the_volatility_and_reports_the_volatility_itself():
+    from crypto_predictor.calibration import DirectionCalibrator
+    from crypto_predictor.registry.artifacts import calibration_state
+
+    close = _garch_close(3000)
+    har = HarVolatility.fit(close, 24, 24)
+    conformal = RollingConformal.for_horizon(24, normalise=False, har=har.to_state(), scale_power=0.5)
+    vol = har.scale(close)
+    np.testing.assert_allclose(conformal.scale(close), vol ** 0.5, equal_nan=True)
+    finite = np.isfinite(vol)
+    np.testing.assert_allclose([conformal.volatility(s) for s in conformal.scale(close)[finite]], vol[finite])
+    # Stored with the bundle and read back as the same settings; bundles from before mean a power of 1.
+    calibrator = DirectionCalibrator().fit(np.linspace(0, 2, 40), np.tile([0.0, 1.0], 20))
+    state = calibration_state(conformal, calibrator, [], [], None)["conformal"]
+    again = RollingConformal(**state)
+    assert again.scale_power == 0.5 and np.array_equal(again.scale(close), conformal.scale(close), equal_nan=True)
+    old = RollingConformal(**{k: v for k, v in state.items() if k != "scale_power"})
+    assert old.scale_power == 1.0 and np.array_equal(old.scale(close), vol, equal_nan=True)
+    for bad in (0, -1, 3, float("nan")):
+        with pytest.raises(InvalidInput):
+            RollingConformal(har=har.to_state(), scale_power=bad)
