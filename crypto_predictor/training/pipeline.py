@@ -1,9 +1,10 @@
 """Training runs: per-pair or global models for many (asset, timeframe) pairs, into one new bundle.
 
-Per-pair models (``train_pair``) are fitted on one asset's rows: locally a process per pair, on Dask
-a task per (asset, timeframe, kind) fit (``training.fanout``; the LSTM, ~6x the others, no longer
-holds up its pair's other kinds), then a task per pair scores it by replaying those predictions. Global models
-(``global_models.train_global``) are fitted on the pooled rows of every asset, one timeframe at a time. Both are scored by ``scoring.score_pair`` and written through one
+Per-pair models (``train_pair``) are fitted on one asset's rows: locally a process per pair, on
+Dask a task per (asset, timeframe, kind) fit (``training.fanout``; the LSTM, ~6x the others, no
+longer holds up its pair's other kinds), then a task per pair scores it by replaying those
+predictions. Global models (``global_models.train_global``) are fitted on the pooled rows of every
+asset, one timeframe at a time. Both are scored by ``scoring.score_pair`` and written through one
 ``BundleWriter``, whose manifest records the metrics, the design of each timeframe and what was
 skipped.
 """
