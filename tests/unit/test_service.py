@@ -390,7 +390,9 @@ def test_the_background_thread_runs_rounds_and_stops(trained, models_copy, tmp_p
     svc.start()  # what a Gunicorn worker does after fork
     try:
         deadline = time.monotonic() + 20
-        while store.latest_time("ethereum") != pd.Timestamp("2021-09-30T23:00Z") and time.monotonic() < deadline:
+        # the candles are stored mid-round; the round's report is written when it ends
+        while ((store.latest_time("ethereum") != pd.Timestamp("2021-09-30T23:00Z")
+                or "assets" not in svc.refresher.last) and time.monotonic() < deadline):
             time.sleep(0.05)
         assert store.latest_time("ethereum") == pd.Timestamp("2021-09-30T23:00Z")
         assert svc.refresher.running and svc.health()["checks"]["data"]["live_refresh"]["assets"]
