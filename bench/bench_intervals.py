@@ -94,10 +94,10 @@ def scales(p: Pair, har: HarVolatility) -> dict:
     return {"none": None, "ewma": p.ewma, "har": har.scale(p.close)}
 
 
-def score_pair(p: Pair, har: HarVolatility, timeframe: str, gammas=(), powers=()) -> dict:
+def score_pair(p: Pair, har: HarVolatility, timeframe: str, gammas=(), powers=(), window=None) -> dict:
     pos, y = p.test, p.y[p.test]
     zero = np.zeros(len(pos))
-    window = max(720, 12 * p.h)
+    window = window or max(720, 12 * p.h)
     tercile = vol_terciles(p.ewma[pos])
     out = {}
     for name, scale in scales(p, har).items():
@@ -136,13 +136,14 @@ def _mean(values) -> float:
               help="Also adaptive conformal inference on the served scale with this step (repeatable)")
 @click.option("--power", "powers", type=float, multiple=True,
               help="Also the HAR scale raised to this power (partial normalisation; repeatable)")
-def main(symbols, timeframes, month_days, gammas, powers):
+@click.option("--window", type=int, default=None, help="Residuals in the conformal window (default max(720, 12 h) rows)")
+def main(symbols, timeframes, month_days, gammas, powers, window):
     store = CandleStore(Config().DATABASE_URL)
     assets = resolve_symbols(symbols, stored_assets(store))
     for tf in timeframes:
         pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
         har = fit_har(pairs, month_days)
-        scored = [score_pair(p, har, tf, gammas, powers) for p in pairs]
+        scored = [score_pair(p, har, tf, gammas, powers, window) for p in pairs]
         click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "
                    + " ".join(f"{c:.3f}" for c in har.coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
         extra = tuple(f"har^{b:g}" for b in powers) + tuple(f"aci {g:g}" for g in gammas)
