@@ -62,7 +62,8 @@ def _phases(manifest: dict) -> dict:
         fits = [s for kind in info["fit_seconds"].values() for s in kind["folds"]]
         fits += [kind["total"] - sum(kind["folds"]) for kind in info["fit_seconds"].values()]
         scores = [sum(by_tf[tf].values()) for by_tf in manifest["metrics"]["train_seconds"].values() if tf in by_tf]
-        out[tf] = {"build": info["dataset_seconds"], "builds": info["dataset_task_seconds"], "fit": info["fit_phase_seconds"], "fits": fits,
+        out[tf] = {"build": info["dataset_seconds"], "builds": info["dataset_task_seconds"],
+                   "fit": info["fit_phase_seconds"], "fits": fits,
                    "score": info["score_phase_seconds"], "scores": scores}
     return out
 

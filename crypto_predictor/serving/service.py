@@ -60,6 +60,8 @@ _token_time = functools.lru_cache(maxsize=4096)(iso)
 FLAT_BAND = 1e-4  # |predicted change| below 0.01 % is called "flat"
 
 Fresh = namedtuple("Fresh", "latest stale")
+# What a pair's prediction needs besides its model's output: made first for every pair of a batch.
+Prepared = namedtuple("Prepared", "inputs stats as_of target latest")
 
 
 def _copy(data: dict) -> dict:
@@ -189,11 +191,11 @@ class PredictionService:
 
     # ---------------------------------------------------------------- predictions
 
-    def _pair_inputs(self, pair, fresh: dict) -> tuple:
-        """(inputs, interval stats, data_as_of, target_time, latest candle times) of a pair's newest bar."""
+    def _pair_inputs(self, pair, fresh: dict) -> Prepared:
+        """Inputs, interval stats, data_as_of, target_time and latest candle times of a pair's newest bar."""
         latest = {a: fresh[a].latest for a in [pair.asset, *pair.context]}
         inputs, as_of, target = self.data.pair_inputs(pair, latest)
-        return inputs, self.data.interval_stats(pair, inputs.bar_time, latest), as_of, target, latest
+        return Prepared(inputs, self.data.interval_stats(pair, inputs.bar_time, latest), as_of, target, latest)
 
     def _predict_pair(self, pair, fresh: dict, now_iso: str, prepared=None, output=None) -> dict:
         inputs, stats, as_of, target, latest = prepared or self._pair_inputs(pair, fresh)
@@ -283,7 +285,7 @@ class PredictionService:
         from crypto_predictor.models.batch import predict_each  # late: models load where a bundle does
 
         try:
-            values = predict_each([pairs[a].model for a in assets], [prepared[a][0].array() for a in assets])
+            values = predict_each([pairs[a].model for a in assets], [prepared[a].inputs.array() for a in assets])
         except Exception:
             log.exception("batched model call failed; predicting pair by pair")
             return {}

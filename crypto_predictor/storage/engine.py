@@ -38,7 +38,7 @@ def make_engine(url: str, statement_timeout_s: float | None = None):
         if parsed.get_backend_name() == "postgresql" and statement_timeout_s > 0:
             connect_args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
         return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
-    if parsed.database in (None, "", ":memory:"):
+    if _in_memory(parsed):
         # One shared connection, or every checkout would see a different empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
@@ -51,9 +51,10 @@ def make_engine(url: str, statement_timeout_s: float | None = None):
     return engine
 
 
+def _in_memory(url) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
 def shareable_url(engine) -> str | None:
     """The URL another process can open the same database with, or None for an in-memory SQLite."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        return None
-    return url.render_as_string(hide_password=False)
+    return None if _in_memory(engine.url) else engine.url.render_as_string(hide_password=False)
