@@ -64,7 +64,8 @@ def _cut(datasets: dict, cut: pd.Timestamp, months: int, options: TrainOptions) 
         keep = np.asarray(ds.X.index + h * step <= cut)
         if keep.sum() < 500:
             continue
-        train[a] = Dataset(a, ds.timeframe, ds.bar, h, ds.X[keep], ds.y[keep], ds.close[keep], ds.context)
+        train[a] = Dataset(a, ds.timeframe, ds.bar, h, ds.X[keep], ds.y[keep], ds.close[keep], ds.context,
+                           ds.sentiment, ds.candles[keep])
         test[a] = np.asarray((ds.X.index > cut) & (ds.X.index <= later_end))
     edges = calendar_edges(train, options.n_folds)
     oos, final = {}, {}

@@ -12,7 +12,10 @@ Candidates:
   none   unnormalised scores;
   ewma   today's scale: sqrt(EWMA of squared row returns, span max(24, 3 h)) x sqrt(h);
   har    crypto_predictor.volatility's HAR model of realised variance (Corsi 2009), pooled over
-         the assets and fitted on the first halves only, its long component ``--month-days``.
+         the assets and fitted on the first halves only, its long component ``--month-days``, with
+         the settings training uses (``HarVolatility.for_bars``: range-measured bars, and on hourly
+         bars the last 1 / 6 hours and the hour of the week);
+  har-return  the first HAR models: squared close-to-close returns, day / week / long only.
 
     DATABASE_URL=sqlite:///core.db .venv/bin/python -m bench.bench_intervals [--timeframe 1h ...] [--symbol all]
         [--month-days 30]
@@ -35,7 +38,7 @@ from crypto_predictor.training.metrics import metrics, vol_terciles
 from crypto_predictor.volatility import HarVolatility
 
 LEVELS = (0.8, 0.95)
-SCALES = ("none", "ewma", "har")
+SCALES = ("none", "ewma", "har-return", "har")
 # The scale training uses per timeframe (scoring.HAR_BARS; 7d keeps the EWMA, 30d none): what ACI corrects.
 SERVED_SCALE = {"1h": "har", "24h": "har", "7d": "ewma", "30d": "none"}
 
@@ -77,6 +80,7 @@ class Pair:
         self.rows_per_day = 24 // BAR_HOURS[ds.bar]
         self.y = ds.y.to_numpy()
         self.close = ds.close.to_numpy()
+        self.candles = ds.candles
         n = len(self.y)
         self.test = np.arange(n // 2, n)
         self.train = np.arange(0, max(0, n // 2 - self.h))
@@ -84,17 +88,19 @@ class Pair:
         self.ewma = causal_volatility(self.close, self.h, span, min_periods=min(span, 48))
 
 
-def fit_har(pairs: list[Pair], month_days: int) -> HarVolatility:
-    """crypto_predictor.volatility's model, pooled over the assets' first halves."""
-    return HarVolatility.fit_pooled([(p.close, len(p.train)) for p in pairs], pairs[0].h, pairs[0].rows_per_day,
-                                    long_window=month_days)
+def fit_har(pairs: list[Pair], month_days: int, first: bool = False) -> HarVolatility:
+    """crypto_predictor.volatility's model, pooled over the assets' first halves (``first``: the first
+    models' settings, else training's)."""
+    settings = {} if first else HarVolatility.for_bars(pairs[0].rows_per_day)
+    return HarVolatility.fit_pooled([(p.candles, len(p.train)) for p in pairs], pairs[0].h, pairs[0].rows_per_day,
+                                    long_window=month_days, **settings)
 
 
-def scales(p: Pair, har: HarVolatility) -> dict:
-    return {"none": None, "ewma": p.ewma, "har": har.scale(p.close)}
+def scales(p: Pair, har: dict) -> dict:
+    return {"none": None, "ewma": p.ewma, **{name: model.scale(p.candles) for name, model in har.items()}}
 
 
-def score_pair(p: Pair, har: HarVolatility, timeframe: str, gammas=(), powers=(), window=None) -> dict:
+def score_pair(p: Pair, har: dict, timeframe: str, gammas=(), powers=(), window=None) -> dict:
     pos, y = p.test, p.y[p.test]
     zero = np.zeros(len(pos))
     window = window or max(720, 12 * p.h)
@@ -104,7 +110,7 @@ def score_pair(p: Pair, har: HarVolatility, timeframe: str, gammas=(), powers=()
         kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
         out[name] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
     for power in powers:  # partial normalisation: scores r / s**power, intervals q x s**power
-        hs = har.scale(p.close)[pos] ** power
+        hs = har["har"].scale(p.candles)[pos] ** power
         out[f"har^{power:g}"] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, res_scale=hs,
                                                   query_scale=hs)
     served = scales(p, har)[SERVED_SCALE[timeframe]]
@@ -142,10 +148,11 @@ def main(symbols, timeframes, month_days, gammas, powers, window):
     assets = resolve_symbols(symbols, stored_assets(store))
     for tf in timeframes:
         pairs = [Pair(build_dataset(store, a, tf)) for a in assets]
-        har = fit_har(pairs, month_days)
+        har = {"har-return": fit_har(pairs, month_days, first=True), "har": fit_har(pairs, month_days)}
         scored = [score_pair(p, har, tf, gammas, powers, window) for p in pairs]
-        click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month) "
-                   + " ".join(f"{c:.3f}" for c in har.coef) + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
+        click.echo(f"{tf}: {len(pairs)} assets; HAR coefficients (const, day, week, month[, lags]) "
+                   + " ".join(f"{c:.3f}" for c in har["har"].coef[:4 + len(har["har"].lags)])
+                   + f"; {sum(r['ewma']['coverage_n_80'] for r in scored)} rows")
         extra = tuple(f"har^{b:g}" for b in powers) + tuple(f"aci {g:g}" for g in gammas)
         for name in SCALES + extra + ("baseline_quantile", "baseline_static"):
             ratio = {lv: _mean(r[name][f"interval_score_{lv}"] / r["baseline_quantile"][f"interval_score_{lv}"]

@@ -27,8 +27,10 @@ Intervals (rolling split conformal)
     HAR normalisation (``har``, crypto_predictor/volatility.py): training now scales the hourly-bar
     timeframes (1h, 24h) by a HAR forecast of realised variance fitted before the first test fold,
     which measured sharper and more even across volatility thirds than the EWMA
-    (bench/bench_intervals.py, README "Intervals against simple baselines"); the EWMA remains at 7d,
-    in bundles trained before it and for series too short to fit one.
+    (bench/bench_intervals.py, README "Intervals against simple baselines"), over a window of the
+    trailing 2,000 scores (training/scoring.HAR_WINDOW); the EWMA remains at 7d, in bundles trained
+    before it and for series too short to fit one. Its newer models read each bar's high and low,
+    so ``scale`` takes candles rather than closes.
 
 Confidence (``DirectionCalibrator``)
     Confidence is the calibrated probability that the predicted direction (up or down) is right.
@@ -218,14 +220,16 @@ class RollingConformal:
         span = max(24, 3 * horizon) if normalise and horizon <= NORMALISE_MAX_HORIZON else None
         return cls(**{"window": max(720, 12 * horizon), "horizon": horizon, "vol_span": span, **kwargs})
 
-    def scale(self, close) -> np.ndarray | None:
-        """What the scores are divided by, per row of a contiguous close series: the causal volatility
-        ** ``scale_power`` (None when unnormalised)."""
+    def scale(self, bars) -> np.ndarray | None:
+        """What the scores are divided by, per row of contiguous candles (a frame indexed by open time;
+        the closes alone do for the EWMA and the first HAR models): the causal volatility **
+        ``scale_power`` (None when unnormalised)."""
         if self.har is not None:
-            vol = self.har.scale(close)
+            vol = self.har.scale(bars)
         elif self.vol_span is None:
             return None
         else:
+            close = bars["close"].to_numpy(dtype=float) if isinstance(bars, pd.DataFrame) else bars
             vol = causal_volatility(close, self.horizon, self.vol_span, min_periods=min(self.vol_span, 48))
         return vol if self.scale_power == 1.0 else vol ** self.scale_power
 

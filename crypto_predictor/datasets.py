@@ -24,6 +24,7 @@ from crypto_predictor.symbols import TIMEFRAMES, check_timeframe, resolve
 from crypto_predictor.timeutil import parse_time
 
 BAR_HOURS = {"1h": 1, "1d": 24}
+CANDLE_COLUMNS = ("open", "high", "low", "close", "outlier")
 MIN_ROWS = 60  # fewer usable rows than this cannot be walk-forward evaluated meaningfully
 # Context asset for each asset's cross-asset features: BTC leads the market; BTC itself looks at ETH.
 CONTEXT_OF = {"bitcoin": "ethereum"}
@@ -57,6 +58,7 @@ class Dataset:
     close: pd.Series  # close at each row of X
     context: list  # context asset names used in the features
     sentiment: bool = False  # the Fear & Greed features are among the columns
+    candles: pd.DataFrame | None = None  # open, high, low, close, outlier at each row of X (the volatility's input)
 
     @property
     def step(self) -> pd.Timedelta:
@@ -141,4 +143,5 @@ def build_dataset(store, symbol, timeframe: str, days: int | None = None, end=No
                            asset=asset, timeframe=timeframe)
     rows = np.flatnonzero(ok)
     return Dataset(asset, timeframe, bar, h, X.iloc[rows], y.iloc[rows], own["close"].iloc[rows],
-                   sorted(k for k in context if context_usable(len(context[k]))), sentiment is not None)
+                   sorted(k for k in context if context_usable(len(context[k]))), sentiment is not None,
+                   own[list(CANDLE_COLUMNS)].iloc[rows])

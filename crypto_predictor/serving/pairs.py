@@ -142,7 +142,7 @@ class ServingPair:
             raise DataNotFound(f"{self.asset} {self.timeframe}: not enough recent candles to compute features "
                                f"(need {SERVING_ROWS} {self.bar} bars without long holes)", asset=self.asset)
         close = own["close"].to_numpy(dtype=float)
-        scale = self.conformal.scale(close)
+        scale = self.conformal.scale(own)
         return PairInputs(tail, float(close[-1]), own.index[-1], None if scale is None else float(scale[-1]), values)
 
     # ---- residuals realised after training
@@ -163,7 +163,7 @@ class ServingPair:
         X, own = self.frame(candles, context, sentiment)
         X = self._select(X)
         y = make_target(own["close"], self.horizon)
-        scale = self.conformal.scale(own["close"].to_numpy(dtype=float))
+        scale = self.conformal.scale(own)
         rows = np.flatnonzero((X.index >= first) & (X.index <= last))
         if len(rows) == 0:
             return np.empty(0), None if scale is None else np.empty(0)

@@ -188,6 +188,7 @@ class _Rows:
     origin: pd.Timestamp
     pos: np.ndarray  # bar-grid position of every row
     scored: np.ndarray  # bool mask of the rows at or after start
+    candles: pd.DataFrame  # open, high, low, close of every row (the volatility scales' input)
 
     def positions(self, times) -> np.ndarray:
         return _positions(times, self.origin, self.step)
@@ -210,7 +211,7 @@ def _rows(pair: PairArtifacts, store, start, end) -> _Rows:
                            f"(rows with a realised target end at {X.index[-1].isoformat()})")
     step = pd.Timedelta(hours=BAR_HOURS[ds.bar])
     return _Rows(X, ds.y.to_numpy(dtype=float), ds.close.to_numpy(dtype=float), step, X.index[0],
-                 _positions(X.index, X.index[0], step), scored)
+                 _positions(X.index, X.index[0], step), scored, ds.candles)
 
 
 def _score_kind(art: KindArtifacts, rows: _Rows, horizon: int, scale, model=None) -> KindResult:
@@ -268,11 +269,11 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
                             _sample_status(index, pair.data_range, rows.step, pair.horizon))
     scales = []
     for art in (pair.kind(kind) for kind in pair.kinds):
-        scales.append(art.conformal.scale(rows.close))
+        scales.append(art.conformal.scale(rows.candles))
         result.kinds[art.kind] = _score_kind(art, rows, pair.horizon, scales[-1])
     served = pair.served()
     base = result.kinds.get(served.model_kind or served.kind)
-    served_scale = served.conformal.scale(rows.close)
+    served_scale = served.conformal.scale(rows.candles)
     result.kinds[SERVED] = _score_kind(served, rows, pair.horizon, served_scale, None if base is None else base.model)
     # The naive forecast's intervals are volatility-normalised like the kinds' (when they are).
     scale = next((s for s in scales if s is not None), None)

@@ -37,21 +37,25 @@ def _predict(client, body, **kw):
     return client.post("/api/v1/predict", json=body, **kw)
 
 
-def test_24h_intervals_scale_with_the_square_root_of_the_har_volatility(client, quick_bundle):
+def test_1h_intervals_scale_with_a_range_har_volatility_and_an_unstable_24h_fit_keeps_the_ewma(client, quick_bundle):
     from pathlib import Path
 
+    from crypto_predictor.datasets import bars
     from crypto_predictor.market.store import CandleStore
     from crypto_predictor.registry.artifacts import read_pair
     from crypto_predictor.registry.catalog import open_bundle
 
     bundle = open_bundle(Path(quick_bundle.models_dir), quick_bundle.production)
-    conformal = read_pair(bundle, "bitcoin", "24h").served().conformal
-    assert conformal.har is not None and conformal.scale_power == 0.5
-    assert read_pair(bundle, "bitcoin", "1h").served().conformal.scale_power == 1.0
-    data = _predict(client, {"symbol": "bitcoin", "timeframe": "24h"}).get_json()["data"]
-    # the API reports the HAR volatility itself (the SD of the 24h log return), not the square root it scales by
-    close = CandleStore(quick_bundle.database_url).load("bitcoin")["close"].to_numpy()
-    assert data["volatility"] == pytest.approx(float(conformal.har.scale(close)[-1]), rel=1e-3)  # 400 bars served
+    conformal = read_pair(bundle, "bitcoin", "1h").served().conformal
+    assert conformal.har is not None and conformal.scale_power == 1.0 and conformal.window == 2000
+    # fitted on the first 45 of 90 days: too few rows for the lags and the season, enough for the rest
+    assert (conformal.har.measure, conformal.har.lags, conformal.har.season) == ("range", (), False)
+    # at 24h those 45 days fit a negative persistence, refused: the EWMA scale instead
+    daily = read_pair(bundle, "bitcoin", "24h").served().conformal
+    assert daily.har is None and daily.vol_span == 72
+    data = _predict(client, {"symbol": "bitcoin", "timeframe": "1h"}).get_json()["data"]
+    candles = bars(CandleStore(quick_bundle.database_url).load("bitcoin"), "1h")  # gaps filled, as served
+    assert data["volatility"] == pytest.approx(float(conformal.har.scale(candles)[-1]), rel=1e-3)  # 400 bars served
 
 
 def test_prediction_shape_and_values(client, quick_bundle):

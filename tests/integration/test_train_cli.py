@@ -77,8 +77,9 @@ def test_every_kind_and_the_ensemble_in_quick_mode(tmp_path, slice_dir):
                          "baseline_static"}
     assert rows["served"]["base"] == "ensemble"
     calibration = json.loads((tmp_path / "models/v1/bitcoin/1h/ensemble/calibration.json").read_text())
-    har = calibration["conformal"]["har"]  # intervals scaled by a HAR forecast fitted before the test folds
-    assert len(har["coef"]) == 4 and har["rows_per_day"] == 24 and calibration["conformal"]["vol_span"] is None
+    # 22 days before the test folds fit no stable HAR forecast (its persistence comes out far above 1),
+    # so the intervals keep the EWMA scale (a HAR-scaled bundle: tests/api/test_predict.py)
+    assert calibration["conformal"]["har"] is None and calibration["conformal"]["vol_span"] == 24
     weights = calibration["weights"]
     assert set(weights) == {"linear", "random_forest", "xgboost"}
     assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5) and min(weights.values()) >= 0

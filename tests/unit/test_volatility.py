@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crypto_predictor.calibration import RollingConformal
@@ -83,3 +84,84 @@ def test_a_partial_scale_divides_by_a_power_of_the_volatility_and_reports_the_vo
     for bad in (0, -1, 3, float("nan")):
         with pytest.raises(InvalidInput):
             RollingConformal(har=har.to_state(), scale_power=bad)
+
+
+def _candles(n: int, seed: int = 3, sd=None, steps: int = 60) -> pd.DataFrame:
+    """Hourly candles whose inside-the-hour path is a random walk with per-hour SD ``sd`` (GARCH if None)."""
+    rng = np.random.default_rng(seed)
+    sd = np.sqrt(np.diff(np.log(_garch_close(n + 1, seed)), prepend=0.0)[1:] ** 2 + 1e-6) if sd is None else sd
+    paths = np.cumsum(rng.standard_normal((n, steps)) * (np.asarray(sd) / np.sqrt(steps))[:, None], axis=1)
+    level = np.concatenate([[0.0], np.cumsum(paths[:, -1])[:-1]])  # each hour opens at the last close
+    logs = level[:, None] + np.hstack([np.zeros((n, 1)), paths])
+    index = pd.date_range("2021-01-04", periods=n, freq="h", tz="UTC")  # a Monday, 00:00
+    return pd.DataFrame({"open": 100 * np.exp(logs[:, 0]), "high": 100 * np.exp(logs.max(axis=1)),
+                         "low": 100 * np.exp(logs.min(axis=1)), "close": 100 * np.exp(logs[:, -1])}, index=index)
+
+
+def test_the_range_measure_is_the_bar_variance_with_less_noise_and_ignores_flagged_wicks():
+    candles = _candles(4000, sd=np.full(4000, 0.01), steps=400)
+    ranged = HarVolatility((0,) * 4, 0.0, 24, 14, measure="range").bar_variance(candles)[1:]
+    squared = HarVolatility((0,) * 4, 0.0, 24, 14).bar_variance(candles)[1:]
+    assert ranged.mean() == pytest.approx(1e-4, rel=0.08) and squared.mean() == pytest.approx(1e-4, rel=0.08)
+    assert ranged.std() < 0.5 * squared.std()  # Parkinson's estimator: several times as efficient
+    flagged = candles.assign(outlier=False)
+    flagged.iloc[2000, flagged.columns.get_loc("high")] *= 3.0  # a bad print
+    plain = HarVolatility((0,) * 4, 0.0, 24, 14, measure="range").bar_variance(flagged)
+    assert plain[2000] > 0.4  # (log 3)^2 / (4 ln 2)
+    flagged.iloc[2000, flagged.columns.get_loc("outlier")] = True
+    trusted = HarVolatility((0,) * 4, 0.0, 24, 14, measure="range").bar_variance(flagged)
+    move = np.log(candles["close"].iloc[2000] / candles["close"].iloc[1999])
+    assert trusted[2000] == pytest.approx(move ** 2 / (4 * np.log(2)))
+    with pytest.raises(InvalidInput, match="open, high, low and close"):
+        HarVolatility((0,) * 4, 0.0, 24, 14, measure="range").bar_variance(candles["close"].to_numpy())
+
+
+def test_the_season_finds_the_busy_hours_and_calm_weekends():
+    n = 30 * 168
+    hours = pd.date_range("2021-01-04", periods=n, freq="h", tz="UTC").hour
+    index = pd.date_range("2021-01-04", periods=n, freq="h", tz="UTC")
+    weekend = index.day_of_week >= 5
+    clustered = pd.Series(np.abs(garch_returns(n, 4, a=0.10, b=0.88)[0])).rolling(24, min_periods=1).mean().to_numpy()
+    seasonal = np.where((hours >= 14) & (hours < 17), 2.0, 1.0) * np.where(weekend, 0.5, 1.0)
+    candles = _candles(n, seed=4, sd=clustered * seasonal)
+    settings = HarVolatility.for_bars(24)
+    assert settings == {"measure": "range", "lags": (1, 6), "season": True}
+    har = HarVolatility.fit(candles, 1, 24, **settings)
+    assert har.season and len(har.coef) == 4 + 2 + 24
+    scale = har.scale(candles)
+    nxt = (hours + 1) % 24  # each row forecasts the next hour
+    weekday = np.isfinite(scale) & ~(index + pd.Timedelta(hours=1)).day_of_week.isin([5, 6])
+    busy, calm = weekday & (nxt >= 14) & (nxt < 17), weekday & ((nxt < 13) | (nxt > 18))
+    assert np.median(scale[busy]) / np.median(scale[calm]) == pytest.approx(2.0, rel=0.15)
+    sunday = np.isfinite(scale) & ((index + pd.Timedelta(hours=1)).day_of_week == 6) & ((nxt < 13) | (nxt > 18))
+    assert np.median(scale[sunday]) / np.median(scale[calm]) == pytest.approx(0.5, rel=0.2)
+    with pytest.raises(InvalidInput, match="indexed by open time"):
+        har.scale(candles.reset_index(drop=True))
+
+
+def test_the_range_model_is_causal_and_round_trips_and_old_states_mean_the_first_models():
+    candles = _candles(6000, seed=6)
+    settings = HarVolatility.for_bars(24)
+    fitted = HarVolatility.fit(candles, 24, 24, end=4000, **settings)
+    other = candles.copy()
+    other.iloc[4000:, :] *= 1.5  # another future
+    other.iloc[4000:, other.columns.get_loc("high")] *= 1.1
+    assert HarVolatility.fit(other, 24, 24, end=4000, **settings) == fitted
+    assert HarVolatility.from_state(fitted.to_state()) == fitted
+    first = HarVolatility.fit(candles["close"].to_numpy(), 24, 24)
+    old_state = {k: v for k, v in first.to_state().items() if k in ("coef", "floor", "rows_per_day", "long_days", "smear")}
+    assert HarVolatility.from_state(old_state) == first and first.measure == "return" and not first.lags
+    np.testing.assert_array_equal(first.scale(candles), first.scale(candles["close"].to_numpy()))
+    for bad in ({**fitted.to_state(), "coef": fitted.coef[:-1]}, {**fitted.to_state(), "measure": "vibes"},
+                {**fitted.to_state(), "rows_per_day": 1}):
+        with pytest.raises(InvalidInput):
+            HarVolatility.from_state(bad)
+
+
+def test_too_few_rows_drop_the_lags_and_season_and_an_exploding_fit_is_refused():
+    candles = _candles(60 * 24, seed=8)  # 60 days: ~1,100 fitting rows, fewer than 40 per coefficient of 30
+    har = HarVolatility.fit(candles, 1, 24, **HarVolatility.for_bars(24))
+    assert har.measure == "range" and not har.lags and not har.season and len(har.coef) == 4
+    # 40 days: 600 rows whose day, week and 14-day components move together; this one's slopes sum to -1.1
+    with pytest.raises(InsufficientData, match="unstable"):
+        HarVolatility.fit(_candles(40 * 24, seed=8), 1, 24, measure="range")
