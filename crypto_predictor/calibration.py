@@ -119,6 +119,19 @@ def causal_volatility(close, horizon: int = 1, span: int = 24, min_periods: int 
     return np.sqrt(var.to_numpy() * max(int(horizon), 1))
 
 
+def _symmetric_offsets(abs_scores: np.ndarray, levels) -> tuple[dict, float]:
+    """``conformal_offsets`` (symmetric) of finite |scores|, and their mean."""
+    n = len(abs_scores)
+    ks = {lv: math.ceil((n + 1) * lv - 1e-9) for lv in levels}
+    inside = sorted({k - 1 for k in ks.values() if 1 <= k <= n})
+    part = np.partition(abs_scores, inside) if inside else abs_scores
+    out = {}
+    for lv, k in ks.items():
+        q = math.inf if k > n else (-math.inf if k < 1 else float(part[k - 1]))
+        out[lv] = (-q, q)
+    return out, float(np.mean(abs_scores))
+
+
 def rolling_intervals(res_pos, residuals, query_pos, query_pred, horizon: int, window: int = 720,
                       levels=DEFAULT_LEVELS, min_history: int = 100, symmetric: bool = True,
                       res_scale=None, query_scale=None) -> dict[str, np.ndarray]:
@@ -160,16 +173,24 @@ def rolling_intervals(res_pos, residuals, query_pos, query_pred, horizon: int, w
     out = {f"{side}{level_key(lv)}": np.full(len(qpos), np.nan) for lv in levels for side in ("lower", "upper")}
     n_hist = np.zeros(len(qpos), dtype=np.int64)
     err_scale = np.full(len(qpos), np.nan)
+    bounds = {lv: (out[f"lower{level_key(lv)}"], out[f"upper{level_key(lv)}"]) for lv in levels}
+    all_finite = bool(np.isfinite(scores).all())
     for i, k in enumerate(n_known):
         win = scores[max(0, k - window):k]
-        win = win[np.isfinite(win)]
+        if not all_finite:
+            win = win[np.isfinite(win)]
         n_hist[i] = len(win)
         if len(win) < min_history or not (np.isfinite(qs[i]) and np.isfinite(qpred[i])):
             continue
-        err_scale[i] = float(np.mean(np.abs(win))) * qs[i]
-        for lv, (lo, hi) in conformal_offsets(win, levels, symmetric).items():
-            out[f"lower{level_key(lv)}"][i] = qpred[i] + lo * qs[i]
-            out[f"upper{level_key(lv)}"][i] = qpred[i] + hi * qs[i]
+        if symmetric:  # the k-th |score| by partition, not a full sort (the same value, ~2x faster at 2,000)
+            offsets, mean_abs = _symmetric_offsets(np.abs(win), levels)
+        else:
+            offsets, mean_abs = conformal_offsets(win, levels, symmetric), float(np.mean(np.abs(win)))
+        err_scale[i] = mean_abs * qs[i]
+        for lv, (lo, hi) in offsets.items():
+            lower, upper = bounds[lv]
+            lower[i] = qpred[i] + lo * qs[i]
+            upper[i] = qpred[i] + hi * qs[i]
     out["n_history"] = n_hist
     out["error_scale"] = err_scale
     return out

@@ -10,7 +10,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from crypto_predictor.calibration import (DirectionCalibrator, RollingConformal, causal_volatility,
-                                          conformal_offsets, rolling_intervals)
+                                          conformal_offsets, level_key, rolling_intervals)
 from crypto_predictor.errors import InvalidInput, NotFittedError
 from crypto_predictor.training.walk_forward import backtest, walk_forward_splits
 from crypto_predictor.training.metrics import evaluate_predictions, metrics, naive_forecast
@@ -161,6 +161,28 @@ def test_rolling_intervals_match_reference_and_use_only_realised_residuals():
         assert iv["lower80"][t] == pytest.approx(lo) and iv["upper80"][t] == pytest.approx(hi)
     assert np.array_equal(iv["n_history"], np.clip(pos - h + 1, 0, window))
     assert np.all(np.isnan(iv["lower80"][: 30 + h - 1])) and not np.isnan(iv["lower80"][30 + h - 1])
+
+
+def test_rolling_intervals_equal_conformal_offsets_on_every_row_with_gaps_and_unreachable_levels():
+    rng = np.random.default_rng(4)
+    n, h, window = 500, 3, 120
+    pos = np.arange(n)
+    res = rng.standard_t(3, size=n)
+    res[rng.choice(n, 25, replace=False)] = np.nan  # unrealised or missing scores are skipped
+    scale = np.abs(rng.standard_normal(n)) + 0.2
+    levels = (0.5, 0.8, 0.995)  # 0.995 needs more than 120 scores: infinite
+    iv = rolling_intervals(pos, res, pos, np.zeros(n), h, window, levels, 20, True, res_scale=scale, query_scale=scale)
+    for t in range(n):
+        win = (res / scale)[max(0, t - h + 1 - window):max(0, t - h + 1)]
+        win = win[np.isfinite(win)]
+        assert iv["n_history"][t] == len(win)
+        if len(win) < 20:
+            assert np.isnan(iv["lower80"][t])
+            continue
+        for lv, (lo, hi) in conformal_offsets(win, levels, True).items():
+            assert iv[f"lower{level_key(lv)}"][t] == lo * scale[t] and iv[f"upper{level_key(lv)}"][t] == hi * scale[t]
+        assert iv["error_scale"][t] == pytest.approx(np.mean(np.abs(win)) * scale[t], rel=1e-12)
+    assert np.isinf(iv["upper99_5"][-1])
 
 
 def test_residual_is_unused_before_it_is_realised():
