@@ -15,8 +15,8 @@ noisy measure of the same variance. On hourly bars the ``range`` models also tak
 hours (``lags``: volatility clusters within the day) and effects of the first target hour's hour of
 the day and of the weekend (``season``: the US session is busier than the Asian night, weekends
 calmer; an effect per hour of the week measured worse fitted per pair, as training fits it). Measured
-together, 20 core assets, naive point: interval score at 80 against ``baseline_quantile`` 0.944 ->
-0.925 at 1h and 0.969 -> 0.962 at 24h (bench_intervals).
+together, 20 core assets, naive point, over 2,000 scores: interval score at 80 against
+``baseline_quantile`` 0.943 -> 0.924 at 1h and 0.959 -> 0.954 at 24h (bench_intervals, bench/README).
 
 The long window is 14 days on hourly bars (serving keeps 400 of them; 14 days measured the same
 as 30) and 30 days on daily bars. The model is fitted by least squares on the rows before a given

@@ -105,8 +105,8 @@ def make_model(kind: str, options: TrainOptions, horizon: int):
 
 
 # Bars whose intervals are scaled by a HAR forecast. On daily bars (7d, 30d) it measured sharper but
-# over-covered at 7d (cov80 0.846 against the EWMA's 0.805), so those keep ``for_horizon``'s choice
-# (README "Intervals against simple baselines").
+# over-covered at 7d (cov80 0.846 against the EWMA's 0.805; 0.838 with bar ranges), so those keep
+# ``for_horizon``'s choice (README "Intervals against simple baselines").
 HAR_BARS = ("1h",)
 # The HAR scale's power per timeframe (``RollingConformal.scale_power``; 1 elsewhere). At 24h the full
 # scale over-covered wild periods and under-covered calm ones (cov80 by volatility third 0.756 / 0.799 /
