@@ -130,10 +130,10 @@ class HarVolatility:
         index = getattr(bars, "index", None)
         if not isinstance(index, pd.DatetimeIndex):
             raise InvalidInput("a seasonal volatility needs bars indexed by open time")
-        target = index + pd.Timedelta(hours=1)
+        hours = index.as_unit("s").asi8 // 3600 + 1  # hours since 1970-01-01 (a Thursday) of the target hour
         out = np.full((n, 24), -1.0 / 24)
-        out[np.arange(n), np.asarray(target.hour)] += 1.0
-        weekend = np.asarray(target.day_of_week >= 5, dtype=float) - 2.0 / 7
+        out[np.arange(n), hours % 24] += 1.0
+        weekend = ((hours // 24 + 3) % 7 >= 5) - 2.0 / 7  # Monday = 0: Saturday and Sunday
         return np.column_stack([out[:, 1:], weekend])
 
     def _design(self, bars) -> np.ndarray:
