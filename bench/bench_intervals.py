@@ -14,7 +14,7 @@ Candidates:
   har    crypto_predictor.volatility's HAR model of realised variance (Corsi 2009), pooled over
          the assets and fitted on the first halves only, its long component ``--month-days``, with
          the settings training uses (``HarVolatility.for_bars``: range-measured bars, and on hourly
-         bars the last 1 / 6 hours and the hour of the week);
+         bars the last 1 / 6 hours, the hour of the day and the weekend);
   har-return  the first HAR models: squared close-to-close returns, day / week / long only.
 
     DATABASE_URL=sqlite:///core.db .venv/bin/python -m bench.bench_intervals [--timeframe 1h ...] [--symbol all]
