@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import DirectionCalibrator, RollingConformal
+from crypto_predictor.calibration import RollingConformal
+from crypto_predictor.confidence import DirectionCalibrator
 from crypto_predictor.datasets import bar_for, horizon_rows
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput, ModelNotFound
 from crypto_predictor.timeutil import to_utc

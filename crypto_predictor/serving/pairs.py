@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_score, level_key
+from crypto_predictor.calibration import RollingConformal, level_key
+from crypto_predictor.confidence import DirectionCalibrator, direction_score
 from crypto_predictor.datasets import BAR_HOURS, feature_frame, features_from_bars
 from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidInput, ModelNotFound
 from crypto_predictor.features import SERVING_ROWS, make_target

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from crypto_predictor.calibration import causal_volatility, direction_correct, level_key
+from crypto_predictor.calibration import causal_volatility, level_key
+from crypto_predictor.confidence import direction_correct
 from crypto_predictor.errors import InvalidInput
 
 RELIABILITY_BINS = 10

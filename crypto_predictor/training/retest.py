@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import DEFAULT_LEVELS, direction_score, level_key, rolling_intervals
+from crypto_predictor.calibration import DEFAULT_LEVELS, level_key, rolling_intervals
+from crypto_predictor.confidence import direction_score
 from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import DataNotFound
 from crypto_predictor.market.sentiment import stored_series

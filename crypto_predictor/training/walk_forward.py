@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crypto_predictor.calibration import DirectionCalibrator, RollingConformal, direction_correct, direction_score, level_key
+from crypto_predictor.calibration import RollingConformal, level_key
+from crypto_predictor.confidence import DirectionCalibrator, direction_correct, direction_score
 from crypto_predictor.errors import InvalidInput
 from crypto_predictor.training.baselines import BASELINE_DAYS, on_rows_of, quantile_baseline, static_baseline
 from crypto_predictor.training.metrics import as_1d, evaluate_predictions, metrics, prediction_volatility, vol_terciles

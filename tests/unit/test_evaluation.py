@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from crypto_predictor.calibration import (DirectionCalibrator, RollingConformal, causal_volatility,
-                                          conformal_offsets, level_key, rolling_intervals)
+from crypto_predictor.calibration import (RollingConformal, causal_volatility, conformal_offsets, level_key,
+                                          rolling_intervals)
+from crypto_predictor.confidence import DirectionCalibrator
 from crypto_predictor.errors import InvalidInput, NotFittedError
 from crypto_predictor.training.walk_forward import backtest, walk_forward_splits
 from crypto_predictor.training.metrics import evaluate_predictions, metrics, naive_forecast

@@ -494,7 +494,7 @@ def test_a_stored_candle_the_features_refuse_is_our_fault_not_the_clients(traine
 
 
 def test_confidence_is_a_coin_flip_unless_the_walk_forward_brier_beat_one(trained, models_copy):
-    from crypto_predictor.calibration import DirectionCalibrator
+    from crypto_predictor.confidence import DirectionCalibrator
     from crypto_predictor.serving.pairs import beats_coin_flip
 
     assert beats_coin_flip({"brier": 0.2494}) and not beats_coin_flip({"brier": 0.2500})

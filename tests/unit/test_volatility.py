@@ -64,7 +64,7 @@ def test_state_round_trip_and_refusals():
 
 
 def test_a_partial_scale_divides_by_a_power_of_the_volatility_and_reports_the_volatility_itself():
-    from crypto_predictor.calibration import DirectionCalibrator
+    from crypto_predictor.confidence import DirectionCalibrator
     from crypto_predictor.registry.artifacts import calibration_state
 
     close = _garch_close(3000)
