@@ -105,15 +105,15 @@ def score_pair(p: Pair, har: dict, timeframe: str, gammas=(), powers=(), window=
     zero = np.zeros(len(pos))
     window = window or max(720, 12 * p.h)
     tercile = vol_terciles(p.ewma[pos])
-    out = {}
-    for name, scale in scales(p, har).items():
+    out, candidates = {}, scales(p, har)
+    for name, scale in candidates.items():
         kw = {} if scale is None else {"res_scale": scale[pos], "query_scale": scale[pos]}
         out[name] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, **kw)
     for power in powers:  # partial normalisation: scores r / s**power, intervals q x s**power
-        hs = har["har"].scale(p.candles)[pos] ** power
+        hs = candidates["har"][pos] ** power
         out[f"har^{power:g}"] = rolling_intervals(pos, y, pos, zero, p.h, window, LEVELS, 100, True, res_scale=hs,
                                                   query_scale=hs)
-    served = scales(p, har)[SERVED_SCALE[timeframe]]
+    served = candidates[SERVED_SCALE[timeframe]]
     for gamma in gammas:
         out[f"aci {gamma:g}"] = aci_intervals(pos, y, None if served is None else served[pos], p.h, window, gamma)
     ok = np.ones(len(pos), bool)

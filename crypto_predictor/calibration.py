@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from crypto_predictor.errors import InvalidInput
-from crypto_predictor.volatility import HarVolatility
+from crypto_predictor.volatility import HarVolatility, closes_of
 
 DEFAULT_LEVELS = (0.8, 0.95)
 # Longest horizon (rows) that ``for_horizon`` normalises by the EWMA: 1h and 24h on hourly rows, 7d
@@ -73,6 +73,15 @@ def _kth(sorted_vals: np.ndarray, k: int) -> float:
     return float(sorted_vals[k - 1])
 
 
+def _symmetric_offsets(abs_scores: np.ndarray, levels) -> dict[float, tuple[float, float]]:
+    """+-q per level, q the ceil((n+1)*level)-th smallest of finite |scores| (by partition, not a sort)."""
+    n = len(abs_scores)
+    ks = {lv: math.ceil((n + 1) * lv - 1e-9) for lv in levels}
+    inside = sorted({k - 1 for k in ks.values() if 1 <= k <= n})
+    part = np.partition(abs_scores, inside) if inside else abs_scores
+    return {lv: (-_kth(part, k), _kth(part, k)) for lv, k in ks.items()}
+
+
 def conformal_offsets(residuals, levels=DEFAULT_LEVELS, symmetric: bool = True) -> dict[float, tuple[float, float]]:
     """Finite-sample conformal (lower, upper) offsets per level from realised residuals.
 
@@ -83,18 +92,14 @@ def conformal_offsets(residuals, levels=DEFAULT_LEVELS, symmetric: bool = True) 
     levels = _check_levels(levels)
     r = np.asarray(residuals, dtype=float)
     r = r[np.isfinite(r)]
+    if symmetric:
+        return _symmetric_offsets(np.abs(r), levels)
     n = len(r)
-    srt = np.sort(np.abs(r) if symmetric else r)
+    srt = np.sort(r)
     out = {}
     for level in levels:
-        if symmetric:
-            q = _kth(srt, math.ceil((n + 1) * level - 1e-9))
-            out[level] = (-q, q)
-        else:
-            a = 1.0 - level
-            lo = _kth(srt, math.floor((n + 1) * a / 2 + 1e-9))
-            hi = _kth(srt, math.ceil((n + 1) * (1 - a / 2) - 1e-9))
-            out[level] = (lo, hi)
+        a = 1.0 - level
+        out[level] = (_kth(srt, math.floor((n + 1) * a / 2 + 1e-9)), _kth(srt, math.ceil((n + 1) * (1 - a / 2) - 1e-9)))
     return out
 
 
@@ -110,19 +115,6 @@ def causal_volatility(close, horizon: int = 1, span: int = 24, min_periods: int 
     rets = pd.Series(np.log(close)).diff()
     var = (rets**2).ewm(span=span, min_periods=min_periods, adjust=True).mean()
     return np.sqrt(var.to_numpy() * max(int(horizon), 1))
-
-
-def _symmetric_offsets(abs_scores: np.ndarray, levels) -> tuple[dict, float]:
-    """``conformal_offsets`` (symmetric) of finite |scores|, and their mean."""
-    n = len(abs_scores)
-    ks = {lv: math.ceil((n + 1) * lv - 1e-9) for lv in levels}
-    inside = sorted({k - 1 for k in ks.values() if 1 <= k <= n})
-    part = np.partition(abs_scores, inside) if inside else abs_scores
-    out = {}
-    for lv, k in ks.items():
-        q = math.inf if k > n else (-math.inf if k < 1 else float(part[k - 1]))
-        out[lv] = (-q, q)
-    return out, float(np.mean(abs_scores))
 
 
 def rolling_intervals(res_pos, residuals, query_pos, query_pred, horizon: int, window: int = 720,
@@ -175,11 +167,9 @@ def rolling_intervals(res_pos, residuals, query_pos, query_pred, horizon: int, w
         n_hist[i] = len(win)
         if len(win) < min_history or not (np.isfinite(qs[i]) and np.isfinite(qpred[i])):
             continue
-        if symmetric:  # the k-th |score| by partition, not a full sort (the same value, ~2x faster at 2,000)
-            offsets, mean_abs = _symmetric_offsets(np.abs(win), levels)
-        else:
-            offsets, mean_abs = conformal_offsets(win, levels, symmetric), float(np.mean(np.abs(win)))
-        err_scale[i] = mean_abs * qs[i]
+        abs_win = np.abs(win)
+        err_scale[i] = float(np.mean(abs_win)) * qs[i]
+        offsets = _symmetric_offsets(abs_win, levels) if symmetric else conformal_offsets(win, levels, False)
         for lv, (lo, hi) in offsets.items():
             lower, upper = bounds[lv]
             lower[i] = qpred[i] + lo * qs[i]
@@ -243,8 +233,7 @@ class RollingConformal:
         elif self.vol_span is None:
             return None
         else:
-            close = bars["close"].to_numpy(dtype=float) if isinstance(bars, pd.DataFrame) else bars
-            vol = causal_volatility(close, self.horizon, self.vol_span, min_periods=min(self.vol_span, 48))
+            vol = causal_volatility(closes_of(bars), self.horizon, self.vol_span, min_periods=min(self.vol_span, 48))
         return vol if self.scale_power == 1.0 else vol ** self.scale_power
 
     def volatility(self, scale: float) -> float:

@@ -91,7 +91,8 @@ def _rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _closes(bars) -> np.ndarray:
+def closes_of(bars) -> np.ndarray:
+    """The closes of a candle frame, or the array of closes given."""
     return bars["close"].to_numpy(dtype=float) if isinstance(bars, pd.DataFrame) else np.asarray(bars, dtype=float)
 
 
@@ -114,7 +115,7 @@ class HarVolatility:
         """Each bar's variance: squared log return, or the range estimator (``bars`` a frame of candles)."""
         if self.measure == "range":
             return _range_variance(bars)
-        return _squared_returns(_closes(bars))
+        return _squared_returns(closes_of(bars))
 
     def components(self, bars) -> np.ndarray:
         """Realised variance per day over the last day, week and long window, then over each lag, per
@@ -174,7 +175,7 @@ class HarVolatility:
         designs, targets = [], []
         for bars, end in series:
             bars = bars[:None if end is None else max(0, int(end))]
-            sums = _rolling_sum(_squared_returns(_closes(bars)), horizon)  # row t: returns t-h+1 .. t
+            sums = _rolling_sum(_squared_returns(closes_of(bars)), horizon)  # row t: returns t-h+1 .. t
             target = np.full(len(sums), np.nan)
             target[:len(sums) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
             comp = probe.components(bars)
