@@ -12,11 +12,14 @@ Bars' variance is measured two ways. ``return``: squared close-to-close log retu
 models, still read). ``range``: Parkinson's estimator from each bar's high and low, plus the
 squared jump from the previous close to the open; it uses the path inside the bar and is a less
 noisy measure of the same variance. On hourly bars the ``range`` models also take the last 1 and 6
-hours (``lags``: volatility clusters within the day) and effects of the first target hour's hour of
-the day and of the weekend (``season``: the US session is busier than the Asian night, weekends
-calmer; an effect per hour of the week measured worse fitted per pair, as training fits it). Measured
-together, 20 core assets, naive point, over 2,000 scores: interval score at 80 against
-``baseline_quantile`` 0.943 -> 0.924 at 1h and 0.959 -> 0.954 at 24h (bench_intervals, bench/README).
+hours (``lags``: volatility clusters within the day) and effects of the target hours' hour of the
+day and of the weekend, averaged over the horizon (``season``: the US session is busier than the
+Asian night, weekends calmer; over 24 hours the hours of the day even out and the weekend's share
+of the horizon remains). Measured together, 20 core assets, naive point, over 2,000 scores:
+interval score at 80 against ``baseline_quantile`` 0.943 -> 0.924 at 1h and 0.959 -> 0.952 at 24h
+(bench_intervals, bench/README). Other designs measured no better at 1h (an effect per hour of the
+week, short lags deseasonalised, more lags, a range-measured target, slopes summing to one: all
+0.923-0.925, bench/README).
 
 The long window is 14 days on hourly bars (serving keeps 400 of them; 14 days measured the same
 as 30) and 30 days on daily bars. The model is fitted by least squares on the rows before a given
@@ -105,7 +108,8 @@ class HarVolatility:
     smear: float = 1.0  # exp(E log V) underestimates E V: Duan's smearing factor, fitted with coef
     measure: str = "return"  # how a bar's variance is measured (MEASURES; module docstring)
     lags: tuple = ()  # rows of the short components
-    season: bool = False  # effects of the first target row's hour of the day and weekend (hourly bars)
+    season: bool = False  # effects of the target hours' hour of the day and weekend (hourly bars)
+    season_hours: int = 1  # the target hours the season's indicators average over (the horizon)
 
     @property
     def n_coef(self) -> int:
@@ -126,16 +130,18 @@ class HarVolatility:
         return np.column_stack(long + [_rolling_sum(v, rows) * d / rows for rows in self.lags])
 
     def _season(self, bars, n: int) -> np.ndarray:
-        """Centred indicators of the UTC hour of each row's first target hour (the first hour dropped)
-        and of its falling on a weekend."""
+        """Centred indicators of the UTC hour of the day (the first hour dropped) and of the weekend,
+        each averaged over a row's ``season_hours`` target hours: at 24 hours the hours of the day
+        even out and the weekend's share of the horizon remains."""
         index = getattr(bars, "index", None)
         if not isinstance(index, pd.DatetimeIndex):
             raise InvalidInput("a seasonal volatility needs bars indexed by open time")
-        hours = index.as_unit("s").asi8 // 3600 + 1  # hours since 1970-01-01 (a Thursday) of the target hour
-        out = np.full((n, 24), -1.0 / 24)
-        out[np.arange(n), hours % 24] += 1.0
-        weekend = ((hours // 24 + 3) % 7 >= 5) - 2.0 / 7  # Monday = 0: Saturday and Sunday
-        return np.column_stack([out[:, 1:], weekend])
+        first = index.as_unit("s").asi8 // 3600 + 1  # hours since 1970-01-01 (a Thursday) of the first target hour
+        hour, weekend = np.zeros((n, 24)), np.zeros(n)
+        for hours in first + np.arange(self.season_hours)[:, None]:
+            hour[np.arange(n), hours % 24] += 1.0
+            weekend += (hours // 24 + 3) % 7 >= 5  # Monday = 0: Saturday and Sunday
+        return np.column_stack([hour[:, 1:] / self.season_hours - 1.0 / 24, weekend / self.season_hours - 2.0 / 7])
 
     def _design(self, bars) -> np.ndarray:
         comps = self.components(bars)
@@ -167,59 +173,77 @@ class HarVolatility:
         """One fit over several (bars, end) series (assets), each cut at its own ``end``;
         ``long_window``: days of the long component instead of ``long_days(rows_per_day)``; lags and
         season are dropped when there are fewer than ROWS_PER_COEF fitting rows per coefficient.
-        Raises InsufficientData for too few rows or a fit whose persistence is out of bounds."""
+        The normal equations are summed series by series: a stacked design of every asset's hourly rows
+        would take gigabytes. Raises InsufficientData for too few rows or a fit whose persistence is out
+        of bounds."""
         horizon = max(int(horizon), 1)
         probe = cls((0.0,) * 4, 0.0, int(rows_per_day), long_window or long_days(int(rows_per_day)), 1.0,
-                    measure, tuple(int(k) for k in lags), bool(season))
+                    measure, tuple(int(k) for k in lags), bool(season), horizon if season else 1)
         probe._check()
-        designs, targets = [], []
-        for bars, end in series:
-            bars = bars[:None if end is None else max(0, int(end))]
-            sums = _rolling_sum(_squared_returns(closes_of(bars)), horizon)  # row t: returns t-h+1 .. t
-            target = np.full(len(sums), np.nan)
-            target[:len(sums) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
-            comp = probe.components(bars)
-            keep = np.isfinite(comp).all(axis=1) & np.isfinite(target)
-            parts = [comp[keep]] + ([probe._season(bars, len(comp))[keep]] if season else [])
-            designs.append(np.hstack(parts))
-            targets.append(target[keep])
-        design, target = np.vstack(designs), np.concatenate(targets)
-        if len(target) < MIN_FIT_ROWS:
-            raise InsufficientData(f"HAR volatility needs {MIN_FIT_ROWS} rows with a realised target, got {len(target)}")
-        if (probe.lags or probe.season) and len(target) < ROWS_PER_COEF * probe.n_coef:
-            return cls.fit_pooled(series, horizon, rows_per_day, long_window, probe.measure)
-        floor = 1e-3 * float(np.mean(target))
-        n_comp = 3 + len(probe.lags)
-        design = np.hstack([np.ones((len(target), 1)), np.log(design[:, :n_comp] + floor), design[:, n_comp:]])
-        coef, *_ = np.linalg.lstsq(design, np.log(target + floor), rcond=None)
+        series = [bars[:None if end is None else max(0, int(end))] for bars, end in series]
+        targets = [probe._fit_rows(bars, horizon)[1] for bars in series]
+        count = sum(len(t) for t in targets)
+        if count < MIN_FIT_ROWS:
+            raise InsufficientData(f"HAR volatility needs {MIN_FIT_ROWS} rows with a realised target, got {count}")
+        if (probe.lags or probe.season) and count < ROWS_PER_COEF * probe.n_coef:
+            return cls.fit_pooled([(bars, None) for bars in series], horizon, rows_per_day, long_window, probe.measure)
+        floor = 1e-3 * float(sum(t.sum() for t in targets)) / count
+        gram, moment = np.zeros((probe.n_coef, probe.n_coef)), np.zeros(probe.n_coef)
+        for bars in series:
+            design, target = probe._fit_design(bars, horizon, floor)
+            gram += design.T @ design
+            moment += design.T @ np.log(target + floor)
+        coef, *_ = np.linalg.lstsq(gram, moment, rcond=None)
         coef = tuple(round(float(c), 10) for c in coef)
-        persistence = sum(coef[1:n_comp + 1])
+        persistence = sum(coef[1:4 + len(probe.lags)])
         if not 0 <= persistence <= MAX_PERSISTENCE:
             raise InsufficientData(f"HAR volatility fit is unstable (persistence {persistence:.2f}, outside "
                                    f"0-{MAX_PERSISTENCE}): too few or too uniform rows")
-        smear = float(np.mean(target / np.exp(design @ np.asarray(coef))))
-        return cls(coef, floor, probe.rows_per_day, probe.long_days, round(smear, 10), probe.measure, probe.lags,
-                   probe.season)
+        ratio = 0.0
+        for bars in series:
+            design, target = probe._fit_design(bars, horizon, floor)
+            ratio += float(np.sum(target / np.exp(design @ np.asarray(coef))))
+        return cls(coef, floor, probe.rows_per_day, probe.long_days, round(ratio / count, 10), probe.measure,
+                   probe.lags, probe.season, probe.season_hours)
+
+    def _fit_rows(self, bars, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """(components, then the season, of the rows whose next ``horizon`` returns lie in ``bars``; the
+        realised variance of those returns)."""
+        sums = _rolling_sum(_squared_returns(closes_of(bars)), horizon)  # row t: returns t-h+1 .. t
+        target = np.full(len(sums), np.nan)
+        target[:len(sums) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
+        comp = self.components(bars)
+        keep = np.isfinite(comp).all(axis=1) & np.isfinite(target)
+        parts = [comp[keep]] + ([self._season(bars, len(comp))[keep]] if self.season else [])
+        return np.hstack(parts), target[keep]
+
+    def _fit_design(self, bars, horizon: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """``_fit_rows`` as the regression reads them: a constant, the logs of the components, the season."""
+        raw, target = self._fit_rows(bars, horizon)
+        n_comp = 3 + len(self.lags)
+        return np.hstack([np.ones((len(raw), 1)), np.log(raw[:, :n_comp] + floor), raw[:, n_comp:]]), target
 
     def _check(self) -> None:
         if self.measure not in MEASURES:
             raise InvalidInput(f"HAR volatility measure must be one of {', '.join(MEASURES)}, got {self.measure!r}")
-        if any(k < 1 for k in self.lags) or (self.season and self.rows_per_day != 24):
-            raise InvalidInput("HAR lags must be >= 1 row, and a season needs hourly bars")
+        if any(k < 1 for k in self.lags) or (self.season and self.rows_per_day != 24) or self.season_hours < 1:
+            raise InvalidInput("HAR lags must be >= 1 row, a season needs hourly bars and >= 1 hour")
 
     def to_state(self) -> dict:
         return {"coef": list(self.coef), "floor": self.floor, "rows_per_day": self.rows_per_day,
                 "long_days": self.long_days, "smear": self.smear, "measure": self.measure,
-                "lags": list(self.lags), "season": self.season}
+                "lags": list(self.lags), "season": self.season, "season_hours": self.season_hours}
 
     @classmethod
     def from_state(cls, state: dict) -> "HarVolatility":
-        """A stored model; states from before ``measure`` / ``lags`` / ``season`` mean the first models."""
+        """A stored model; states from before ``measure`` / ``lags`` / ``season`` mean the first models,
+        and from before ``season_hours`` a season of the first target hour."""
         try:
             coef = tuple(float(c) for c in state["coef"])
             out = cls(coef, float(state["floor"]), int(state["rows_per_day"]), int(state["long_days"]),
                       float(state["smear"]), str(state.get("measure", "return")),
-                      tuple(int(k) for k in state.get("lags", ())), bool(state.get("season", False)))
+                      tuple(int(k) for k in state.get("lags", ())), bool(state.get("season", False)),
+                      int(state.get("season_hours", 1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"unreadable HAR volatility state: {exc}") from None
         out._check()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from crypto_predictor.config import Config
@@ -55,6 +56,17 @@ def _in_memory(url) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def shareable_url(engine) -> str | None:
+class TaskUrl(str):
+    """A database URL, whole as a string, with its password masked in ``repr``: fan-out tasks carry
+    the URL to their workers, and Dask logs a failed task's arguments (their reprs)."""
+
+    def __repr__(self) -> str:
+        try:
+            return repr(make_url(str(self)).render_as_string(hide_password=True))
+        except ArgumentError:
+            return "'<unparsable database URL>'"
+
+
+def shareable_url(engine) -> TaskUrl | None:
     """The URL another process can open the same database with, or None for an in-memory SQLite."""
-    return None if _in_memory(engine.url) else engine.url.render_as_string(hide_password=False)
+    return None if _in_memory(engine.url) else TaskUrl(engine.url.render_as_string(hide_password=False))

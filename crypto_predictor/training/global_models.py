@@ -9,7 +9,9 @@ block k starts (a purge gap of the horizon), then predicts every asset's rows in
 asset too young to have trained anything is still predicted, which is how a new or short-history
 asset gets a forecast. Each asset's out-of-sample predictions then go through the same scoring
 as per-pair models (``scoring.score_pair``: intervals, confidence, the ensemble, the skill gate),
-so the two designs are judged by one rule.
+so the two designs are judged by one rule. The intervals' HAR variance model is pooled too: one fit
+over every asset's rows before the first block (``pooled_har``), so a young asset's intervals get
+the same model as the rest instead of an EWMA.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.storage.engine import shareable_url
 from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (
-    BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, make_model, save_pair, score_pair)
+    BASE_KINDS, Skipped, TrainOptions, _Replay, base_kinds, har_for, make_model, save_pair, score_pair)
 
 # The LSTM is a per-pair kind: one network over every asset's sequences is left to measure later.
 GLOBAL_KINDS = tuple(k for k in BASE_KINDS if k != "lstm")
@@ -176,11 +178,18 @@ def global_datasets(store, assets, timeframe: str, options: TrainOptions, fanout
     return datasets, skipped
 
 
-def _score_task(data, asset: str, predictions: dict, options: TrainOptions, edges, kinds):
+def pooled_har(datasets: dict, edges: pd.DatetimeIndex):
+    """One HAR variance model for every asset (``scoring.har_for``), fitted on the rows of all of them
+    whose targets are realised before the first test block; None where none is fitted."""
+    return har_for(_any(datasets), [(ds.candles, int(np.searchsorted(ds.X.index, edges[0])))
+                                    for ds in datasets.values() if ds.candles is not None])
+
+
+def _score_task(data, asset: str, predictions: dict, options: TrainOptions, edges, kinds, har=None):
     """Score one asset on its out-of-sample predictions (``data``: its Dataset, or the shared dict of all)."""
     ds = data[asset] if isinstance(data, dict) else data
     return score_pair(ds, options, None, lambda kind: (lambda t=predictions[kind]: _Replay(t)), lambda kind: None,
-                      splits=asset_splits(ds, edges), kinds=kinds)
+                      splits=asset_splits(ds, edges), kinds=kinds, har=har)
 
 
 def _task_data(fanout, shared, datasets: dict, asset: str):
@@ -217,8 +226,9 @@ def train_global(store, assets, timeframe: str, options: TrainOptions, out_dir_f
                 for a in datasets if a not in oos[kinds[0]]]
     # Each asset's scoring (intervals, ensemble, gate) is a task of its own; its files are written here.
     started = time.perf_counter()
+    har = pooled_har(datasets, edges)
     tasks = [(_task_data(fanout, shared_datasets, datasets, a), a, {k: oos[k][a] for k in kinds}, options, edges,
-              kinds) for a in scored]
+              kinds, har) for a in scored]
     for asset, result in zip(scored, (fanout or LocalFanout(1)).map(_score_task, tasks)):
         if out_dir_for is not None:
             save_pair(result, out_dir_for(asset), fitted)

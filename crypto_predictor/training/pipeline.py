@@ -22,6 +22,7 @@ from crypto_predictor.market.store import CandleStore
 from crypto_predictor.registry.artifacts import PAIR_FILE, write_pair
 from crypto_predictor.registry.bundle import BundleWriter
 from crypto_predictor.registry.store import open_model_store
+from crypto_predictor.storage.engine import TaskUrl
 from crypto_predictor.training.fanout import LocalFanout
 from crypto_predictor.training.scoring import (  # noqa: F401  (re-exported: the CLIs and tests import them here)
     ALL_KINDS, AUTO_DESIGN, AUTO_EVIDENCE, BASE_KINDS, DEFAULT_KINDS, DEFAULT_MEMBERS, PairResult, Skipped,
@@ -180,6 +181,7 @@ def train_run(database_url: str, assets, timeframes, options: TrainOptions, mode
     """
     from itertools import chain
 
+    database_url = TaskUrl(database_url)  # it travels in the tasks' arguments
     fanout = fanout or LocalFanout(n_jobs)
     stored = CandleStore(database_url).assets() if options.design == "auto" else None
     global_tfs = [t for t in timeframes if design_for(options, t, stored) == "global"]

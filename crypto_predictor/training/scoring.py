@@ -119,19 +119,27 @@ SCALE_POWER = {"24h": 0.75}
 HAR_WINDOW = RESIDUALS_KEPT
 
 
-def _conformal(ds: Dataset, fit_end: int) -> tuple[RollingConformal, np.ndarray | None]:
-    """Intervals scaled by a HAR variance forecast (``HarVolatility.for_bars``' settings) fitted on the
-    rows before ``fit_end`` (before the first test fold) on HAR_BARS (horizons of 1 and 24 rows);
-    elsewhere, or with too few rows to fit one, the scale (EWMA or none) of ``RollingConformal.for_horizon``."""
+def har_for(ds: Dataset, series) -> HarVolatility | None:
+    """The HAR variance model (``HarVolatility.for_bars``' settings) of ``ds``' bars and horizon over
+    (candles, end) series: one asset's own, or every asset's of a global design (``global_models``).
+    None off HAR_BARS, or with too few rows or an unstable fit."""
+    if ds.bar not in HAR_BARS or ds.candles is None:
+        return None
+    rows_per_day = _rows_per_day(ds)
+    try:
+        return HarVolatility.fit_pooled(series, ds.horizon, rows_per_day, **HarVolatility.for_bars(rows_per_day))
+    except InsufficientData:
+        return None
+
+
+def _conformal(ds: Dataset, fit_end: int, har: HarVolatility | None = None) -> tuple[RollingConformal, np.ndarray | None]:
+    """Intervals scaled by ``har``, or by a HAR model of ``ds`` fitted on the rows before ``fit_end``
+    (before the first test fold) on HAR_BARS (horizons of 1 and 24 rows); elsewhere, or with too few
+    rows to fit one, the scale (EWMA or none) of ``RollingConformal.for_horizon``."""
     min_history = min(100, max(10, len(ds.y) // 20))
     candles = ds.close.to_numpy() if ds.candles is None else ds.candles
-    har = None
-    if ds.bar in HAR_BARS and ds.candles is not None:
-        rows_per_day = _rows_per_day(ds)
-        try:
-            har = HarVolatility.fit(candles, ds.horizon, rows_per_day, end=fit_end, **HarVolatility.for_bars(rows_per_day))
-        except InsufficientData:  # too few rows, or an unstable fit
-            pass
+    if har is None:
+        har = har_for(ds, [(ds.candles, fit_end)])
     if har is None:
         conformal = RollingConformal.for_horizon(ds.horizon, min_history=min_history)
     else:
@@ -205,20 +213,21 @@ def base_kinds(options: TrainOptions) -> list[str]:
 
 
 def score_pair(ds: Dataset, options: TrainOptions, out_dir: Path | None, model_for, final_for, splits=None,
-               kinds=None) -> PairResult:
+               kinds=None, har: HarVolatility | None = None) -> PairResult:
     """Walk-forward every kind of one pair, combine them, gate the result, and save what serving needs.
 
     ``model_for(kind)``: a factory of unfitted models for the walk-forward folds (global models pass
     one replaying their pooled out-of-sample predictions); ``final_for(kind)``: the model fitted on
     all rows, or None where the caller saves the files itself (``save_pair``, with the models it holds:
     the global fan-out scores assets elsewhere); ``splits``: explicit folds (default
-    ``walk_forward_splits``); ``kinds``: the single kinds to use (default ``base_kinds(options)``).
+    ``walk_forward_splits``); ``kinds``: the single kinds to use (default ``base_kinds(options)``);
+    ``har``: the intervals' variance model (default: one fitted on the pair's rows before its first fold).
     """
     result = PairResult(ds.asset, ds.timeframe, ds.bar, ds.horizon, list(ds.X.columns), ds.context,
                         ds.data_range, len(ds.y))
     n_folds = 2 if options.quick else options.n_folds
     min_train = _min_train(len(ds.y), ds.horizon)
-    conformal, scale = _conformal(ds, min_train if splits is None else int(splits[0][1][0]) - ds.horizon)
+    conformal, scale = _conformal(ds, min_train if splits is None else int(splits[0][1][0]) - ds.horizon, har)
     base = base_kinds(options) if kinds is None else list(kinds)
     oos, fitted, states = {}, {}, {}
     for kind in base:

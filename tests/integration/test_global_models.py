@@ -7,6 +7,8 @@ ALGO (a universe asset) for the last 25 days only.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,6 +110,29 @@ def test_a_batch_of_every_asset_calls_each_global_model_once(bundle, store_url, 
     assert calls == [len(ASSETS), len(ASSETS)]  # one call per global model, every asset's row in it
     assert [e["data"] for e in entries] == [{**d, "prediction_time": e["data"]["prediction_time"]}
                                           for d, e in zip(singles, entries)]
+
+
+def test_the_intervals_variance_model_is_pooled_and_sees_only_rows_before_the_first_block(bundle, store_url):
+    _, _, results = bundle
+    hars = {r.asset: r.states["served"]["conformal"]["har"] for r in results}
+    assert hars["bitcoin"] is not None and all(h == hars["bitcoin"] for h in hars.values())  # algorand's as well
+    datasets, _ = global_datasets(CandleStore(store_url), ASSETS, "1h", OPTIONS)
+    edges = calendar_edges(datasets, 2)
+    assert global_models.pooled_har(datasets, edges).to_state() == hars["bitcoin"]
+
+    def moved(ds, after: bool):  # another path (and wider bars) after, or before, the first block
+        rows = (ds.candles.index >= edges[0]) == after
+        candles = ds.candles.copy()
+        walk = np.exp(np.random.default_rng(3).normal(0, 0.01, rows.sum()).cumsum())
+        for column in ("open", "high", "low", "close"):
+            candles.loc[rows, column] *= walk
+        candles.loc[rows, "high"] *= 1.02
+        return replace(ds, candles=candles)
+
+    future = {a: moved(ds, after=True) for a, ds in datasets.items()}
+    assert global_models.pooled_har(future, edges) == global_models.pooled_har(datasets, edges)
+    past = {a: moved(ds, after=False) if a == "ethereum" else ds for a, ds in datasets.items()}
+    assert global_models.pooled_har(past, edges) != global_models.pooled_har(datasets, edges)
 
 
 def test_calendar_folds_are_shared_and_purged(store_url):

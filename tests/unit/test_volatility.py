@@ -137,6 +137,17 @@ def test_the_season_finds_the_busy_hours_and_calm_weekends():
     assert np.median(scale[sunday]) / np.median(scale[calm]) == pytest.approx(0.5, rel=0.2)
     with pytest.raises(InvalidInput, match="indexed by open time"):
         har.scale(candles.reset_index(drop=True))
+    # Over a day's horizon the season is the weekend's share of the target hours: Friday night's
+    # next 24 hours are mostly weekend, Sunday night's none of it.
+    daily = HarVolatility.fit(candles, 24, 24, **settings)
+    assert daily.season_hours == 24 and har.season_hours == 1
+    assert daily.coef[6:-1] == (0.0,) * 23  # the hours of the day even out over 24 of them
+    assert HarVolatility.from_state(daily.to_state()) == daily
+    day_scale = daily.scale(candles)
+    friday_night = np.isfinite(day_scale) & (index.day_of_week == 4) & (hours == 23)  # next: Saturday
+    thursday_night = np.isfinite(day_scale) & (index.day_of_week == 3) & (hours == 23)
+    ratio = np.median(day_scale[friday_night]) / np.median(day_scale[thursday_night])
+    assert ratio == pytest.approx(0.5, rel=0.2)  # weekends move half as much (the SD above)
 
 
 def test_the_range_model_is_causal_and_round_trips_and_old_states_mean_the_first_models():
@@ -165,3 +176,26 @@ def test_too_few_rows_drop_the_lags_and_season_and_an_exploding_fit_is_refused()
     # 40 days: 600 rows whose day, week and 14-day components move together; this one's slopes sum to -1.1
     with pytest.raises(InsufficientData, match="unstable"):
         HarVolatility.fit(_candles(40 * 24, seed=8), 1, 24, measure="range")
+
+
+def test_a_pooled_fit_is_the_least_squares_fit_of_every_series_rows_together():
+    a, b = _candles(3000, seed=11), _candles(2200, seed=12) * 40  # another asset at another price level
+    series, horizon = [(a, 2500), (b, None)], 6
+    har = HarVolatility.fit_pooled(series, horizon, 24, **HarVolatility.for_bars(24))
+    assert har.lags and har.season and har != HarVolatility.fit(a, horizon, 24, end=2500, **HarVolatility.for_bars(24))
+    residuals, columns, ratios = [], [], []
+    for bars, end in series:
+        bars = bars[:end]
+        r2 = np.diff(np.log(bars["close"].to_numpy()), prepend=np.nan) ** 2
+        target = np.array([r2[t + 1:t + 1 + horizon].sum() if t + horizon < len(bars) else np.nan
+                           for t in range(len(bars))])
+        log_forecast = np.log(har.scale(bars) ** 2 / har.smear)
+        keep = np.isfinite(log_forecast) & np.isfinite(target)
+        residuals.append(np.log(target[keep] + har.floor) - log_forecast[keep])
+        ratios.append(target[keep] / np.exp(log_forecast[keep]))
+        columns.append(np.log(har.components(bars)[keep] + har.floor))
+    e, X = np.concatenate(residuals), np.vstack(columns)
+    assert len(e) > 3500  # the rows of both series, each up to its own end
+    # least squares: the residuals of all rows together are orthogonal to the constant and every component
+    assert abs(e.mean()) < 1e-6 and np.abs(X.T @ e / len(e)).max() < 1e-6
+    assert har.smear == pytest.approx(np.mean(np.concatenate(ratios)), rel=1e-6)
