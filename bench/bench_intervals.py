@@ -39,8 +39,8 @@ from crypto_predictor.volatility import HarVolatility
 
 LEVELS = (0.8, 0.95)
 SCALES = ("none", "ewma", "har-return", "har")
-# The scale training uses per timeframe (scoring.HAR_BARS; 7d keeps the EWMA, 30d none): what ACI corrects.
-SERVED_SCALE = {"1h": "har", "24h": "har", "7d": "ewma", "30d": "none"}
+# The scale training uses per timeframe (scoring.HAR_BARS: HAR everywhere since 2026-12-04): what ACI corrects.
+SERVED_SCALE = {"1h": "har", "24h": "har", "7d": "har", "30d": "har"}
 
 
 def aci_intervals(pos, y, scale, h: int, window: int, gamma: float, min_history: int = 100) -> dict:

@@ -24,13 +24,13 @@ Intervals (rolling split conformal)
     window = max(720, 12 * horizon) (720 rows under-covered the 7d 95% band: 0.89). 30-day
     intervals stay unreliable (4 years of data hold ~50 independent 30-day outcomes; block
     coverage SD ~0.28).
-    HAR normalisation (``har``, crypto_predictor/volatility.py): training now scales the hourly-bar
-    timeframes (1h, 24h) by a HAR forecast of realised variance fitted before the first test fold,
-    which measured sharper and more even across volatility thirds than the EWMA
-    (bench/bench_intervals.py, README "Intervals against simple baselines"), over a window of the
-    trailing 2,000 scores (training/scoring.HAR_WINDOW); the EWMA remains at 7d, in bundles trained
-    before it and for series too short to fit one. Its newer models read each bar's high and low,
-    so ``scale`` takes candles rather than closes.
+    HAR normalisation (``har``, crypto_predictor/volatility.py): training now scales every
+    timeframe by a HAR forecast of realised variance fitted before the first test fold (pooled over
+    the assets in global trainings), which measured sharper and more even across volatility thirds
+    than the EWMA (bench/bench_intervals.py, README "Intervals against simple baselines"), over a
+    window of the trailing 2,000 hourly or 720 daily scores (training/scoring.HAR_WINDOW); the EWMA
+    (or none, at 30d) remains in bundles trained before it and for series too short to fit one. Its
+    newer models read each bar's high and low, so ``scale`` takes candles rather than closes.
 
 Direction confidence lives in crypto_predictor/confidence.py.
 """

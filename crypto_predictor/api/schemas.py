@@ -216,9 +216,9 @@ class PredictionData(BaseModel):
     skill: Optional[Skill] = Field(None, description="Walk-forward skill of exactly what is served; null for "
                                                      "bundles trained before the skill gate lacked figures")
     volatility: Optional[float] = Field(None, ge=0, description="Forecast standard deviation of the log return from "
-                                        "now to target_time (a HAR forecast of realised variance at 1h / 24h; an EWMA at "
-                                        "7d and in older bundles), the scale of the intervals; null where the intervals are not "
-                                        "volatility-scaled (30d)")
+                                        "now to target_time (a HAR forecast of realised variance; an EWMA, or nothing at 30d, "
+                                        "in bundles trained before 2026-12-04), the scale of the intervals; null where the "
+                                        "intervals are not volatility-scaled")
     explanation: Optional[Explanation] = Field(None, description="Only when the request asked for explain")
 
 
