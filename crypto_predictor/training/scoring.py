@@ -106,10 +106,9 @@ def make_model(kind: str, options: TrainOptions, horizon: int):
 
 # Bars whose intervals are scaled by a HAR forecast: all of them. On daily bars (7d, 30d) it had
 # measured sharper but over-covering at 7d, so those kept the EWMA (7d) and no scale (30d) until the
-# global design pooled the fit: then 7d IS80 / IS95 over baseline_quantile 0.904 / 0.763 -> 0.867 /
-# 0.713, cov80 0.805 -> 0.840 with the volatility thirds 0.725-0.898 -> 0.809-0.880 (no third under-
-# covered any more); 30d 0.593 / 0.335 -> 0.574 / 0.321, cov80 0.905 -> 0.875 (README "Intervals
-# against simple baselines").
+# global design pooled the fit: then 7d IS80 / IS95 over baseline_quantile 0.904 / 0.763 -> 0.863 /
+# 0.714, cov80 0.805 -> 0.826 with the volatility thirds 0.725-0.898 -> 0.783-0.875; 30d 0.593 /
+# 0.335 -> 0.566 / 0.309, cov80 0.905 -> 0.842 (README "Intervals against simple baselines").
 HAR_BARS = ("1h", "1d")
 # The HAR scale's power per timeframe (``RollingConformal.scale_power``; 1 elsewhere). At 24h the full
 # scale over-covered wild periods and under-covered calm ones (cov80 by volatility third 0.756 / 0.799 /
@@ -119,8 +118,10 @@ SCALE_POWER = {"24h": 0.75}
 # Scores HAR-scaled intervals read, per bar: on hourly bars the trailing RESIDUALS_KEPT, not
 # for_horizon's 720: scaled scores stay comparable across regimes, and at 24h 720 rows are only 30
 # independent days (IS80 / baseline 0.954 -> 0.947, IS95 0.914 -> 0.884; 1h 0.925 -> 0.925, 0.877 ->
-# 0.875). On daily bars 720 days (2,000 would reach back to 2018 and the first years' wilder scores).
-HAR_WINDOW = {"1h": RESIDUALS_KEPT, "1d": 720}
+# 0.875). On daily bars 360 days: the trailing 720 came from wilder years and over-covered more (7d
+# cov80 0.840 against 0.826, 30d 0.875 against 0.842, IS80 / baseline 0.867 -> 0.863 and 0.574 ->
+# 0.566); 180 under-covered calm thirds (7d 0.758, 30d 0.727) and the 30d 95% band (0.923).
+HAR_WINDOW = {"1h": RESIDUALS_KEPT, "1d": 360}
 
 
 def har_for(ds: Dataset, series) -> HarVolatility | None:
