@@ -181,7 +181,7 @@ class HarVolatility:
                     measure, tuple(int(k) for k in lags), bool(season), horizon if season else 1)
         probe._check()
         series = [bars[:None if end is None else max(0, int(end))] for bars, end in series]
-        targets = [probe._fit_rows(bars, horizon)[1] for bars in series]
+        targets = [probe._fit_rows(bars, horizon, with_season=False)[1] for bars in series]
         count = sum(len(t) for t in targets)
         if count < MIN_FIT_ROWS:
             raise InsufficientData(f"HAR volatility needs {MIN_FIT_ROWS} rows with a realised target, got {count}")
@@ -206,7 +206,7 @@ class HarVolatility:
         return cls(coef, floor, probe.rows_per_day, probe.long_days, round(ratio / count, 10), probe.measure,
                    probe.lags, probe.season, probe.season_hours)
 
-    def _fit_rows(self, bars, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fit_rows(self, bars, horizon: int, with_season: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(components, then the season, of the rows whose next ``horizon`` returns lie in ``bars``; the
         realised variance of those returns)."""
         sums = _rolling_sum(_squared_returns(closes_of(bars)), horizon)  # row t: returns t-h+1 .. t
@@ -214,7 +214,7 @@ class HarVolatility:
         target[:len(sums) - horizon] = sums[horizon:]  # row t: the next h returns, t+1 .. t+h
         comp = self.components(bars)
         keep = np.isfinite(comp).all(axis=1) & np.isfinite(target)
-        parts = [comp[keep]] + ([self._season(bars, len(comp))[keep]] if self.season else [])
+        parts = [comp[keep]] + ([self._season(bars, len(comp))[keep]] if self.season and with_season else [])
         return np.hstack(parts), target[keep]
 
     def _fit_design(self, bars, horizon: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
