@@ -18,8 +18,8 @@ Asian night, weekends calmer; over 24 hours the hours of the day even out and th
 of the horizon remains). Measured together, 20 core assets, naive point, over 2,000 scores:
 interval score at 80 against ``baseline_quantile`` 0.943 -> 0.924 at 1h and 0.959 -> 0.952 at 24h
 (bench_intervals, bench/README). Other designs measured no better at 1h (an effect per hour of the
-week, short lags deseasonalised, more lags, a range-measured target, slopes summing to one: all
-0.923-0.925, bench/README).
+week, short lags deseasonalised, more lags, a range-measured target, slopes summing to one, the
+market's last hours: all 0.923-0.925, bench/README).
 
 The long window is 14 days on hourly bars (serving keeps 400 of them; 14 days measured the same
 as 30) and 30 days on daily bars. The model is fitted by least squares on the rows before a given
