@@ -137,8 +137,8 @@ def test_the_season_finds_the_busy_hours_and_calm_weekends():
     assert np.median(scale[sunday]) / np.median(scale[calm]) == pytest.approx(0.5, rel=0.2)
     with pytest.raises(InvalidInput, match="indexed by open time"):
         har.scale(candles.reset_index(drop=True))
-    # Over a day's horizon the season is the weekend's share of the target hours: Friday night's
-    # next 24 hours are mostly weekend, Sunday night's none of it.
+    # Over a day's horizon the season is the weekend's share of the target hours: from Friday 23:00
+    # the next 24 hours are all Saturday, from Thursday 23:00 all Friday.
     daily = HarVolatility.fit(candles, 24, 24, **settings)
     assert daily.season_hours == 24 and har.season_hours == 1
     assert daily.coef[6:-1] == (0.0,) * 23  # the hours of the day even out over 24 of them
