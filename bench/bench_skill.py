@@ -19,11 +19,13 @@ import json
 import time
 
 import click
+import numpy as np
+import pandas as pd
 from joblib import Parallel, delayed
 
 from crypto_predictor.cli.common import resolve_symbols, stored_assets
 from crypto_predictor.config import Config
-from crypto_predictor.datasets import build_dataset
+from crypto_predictor.datasets import BAR_HOURS, build_dataset
 from crypto_predictor.errors import InsufficientData
 from crypto_predictor.market.store import CandleStore
 from crypto_predictor.training.baselines import REFERENCE_ROWS
@@ -31,6 +33,7 @@ from crypto_predictor.training.global_models import asset_splits, calendar_edges
 from crypto_predictor.training.pipeline import DEFAULT_MEMBERS, TrainOptions, make_model, score_pair, train_pair
 
 MIN_TRAIN = 200  # rows a per-pair model needs before a calendar fold is scored for it
+MIN_BLOCKS = 5  # calendar blocks a pooled coverage standard error needs
 
 
 def _one(url: str, asset: str, timeframe: str, options: TrainOptions, edges=None):
@@ -85,13 +88,47 @@ def _row(r, wall: float) -> dict:
             "ensemble_mase": (r.summary.get("ensemble") or {}).get("mase"), "best": best,
             "best_mase": kinds[best]["mase"], "best_da": kinds[best]["directional_accuracy"],
             "kind_mase": {k: v["mase"] for k, v in kinds.items()}, "seconds": r.seconds, "wall": wall,
-            "design": r.design, "intervals": _intervals(r.summary)}
+            "design": r.design, "intervals": _intervals(r.summary), "block_days": _block_days(r),
+            "_rows": r.served_rows}
+
+
+def _block_days(r) -> int:
+    """Calendar blocks of the pooled standard error: 30 days, or 5 horizons where those are longer."""
+    return max(30, int(np.ceil(5 * r.horizon * BAR_HOURS[r.bar] / 24)))
+
+
+def _pooled_se(done: list[dict]) -> dict:
+    """Standard errors of the served figures over all these pairs' rows, by calendar blocks shared by
+    every asset (a market-wide shock moves every asset's misses at once, so the assets are not
+    independent samples): the coverage, overall and per volatility third, by batch means; the mean over
+    pairs of the interval score over ``baseline_quantile``'s (on the rows both have), by the jackknife
+    leaving one block out. {"blocks": n, "80" / "95": {"cov": [all, thirds], "ratio", "ratio_se"}}."""
+    frames = {r["asset"]: r["_rows"] for r in done if r.get("_rows") is not None}
+    if not frames:
+        return {}
+    rows = pd.concat(frames, names=["asset", "time"]).reset_index()
+    rows["block"] = rows["time"].astype("datetime64[s, UTC]").astype("int64") // (86400 * done[0]["block_days"])
+    out = {"blocks": int(rows["block"].nunique())}
+    for key in ("80", "95"):
+        parts = [rows[f"inside{key}"]] + [rows[f"inside{key}"].where(rows["tercile"] == g) for g in range(3)]
+        cov = []
+        for part in parts:
+            means = part.groupby(rows["block"]).mean().dropna()
+            cov.append(float(means.std(ddof=1) / np.sqrt(len(means))) if len(means) >= MIN_BLOCKS else float("nan"))
+        sums = rows.groupby(["asset", "block"])[[f"is{key}", f"bq_is{key}"]].sum().unstack("block", fill_value=0.0)
+        served, base = sums[f"is{key}"].to_numpy(), sums[f"bq_is{key}"].to_numpy()
+        ratio = float(np.mean(served.sum(1) / base.sum(1)))
+        left_out = np.mean((served.sum(1)[:, None] - served) / (base.sum(1)[:, None] - base), axis=0)
+        n = len(left_out)
+        se = float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2))) if n >= MIN_BLOCKS else float("nan")
+        out[key] = {"cov": cov, "ratio": ratio, "ratio_se": se}
+    return out
 
 
 def _intervals(summary: dict) -> dict:
     """Interval score, coverage (overall and per volatility third) and Brier of served, naive and baselines."""
     fields = ("interval_score_80", "interval_score_95", "coverage_80", "coverage_95", "coverage_80_by_vol",
-              "coverage_95_by_vol", "interval_width_80", "brier", "brier_n")
+              "coverage_95_by_vol", "coverage_80_se", "coverage_95_se", "interval_width_80", "brier", "brier_n")
     return {name: {f: summary[name].get(f) for f in fields} for name in ("served",) + REFERENCE_ROWS if name in summary}
 
 
@@ -118,6 +155,12 @@ def _print(rows: list[dict]) -> None:
                    f"{sum(best) / len(best):.4f} max {max(best):.4f}, <= 1 in {sum(m <= 1.0 for m in best)}; "
                    f"gate kept a model in {kept}")
         _print_intervals(tf, done)
+        se = _pooled_se(done)
+        if se:
+            click.echo(f"  {tf} served standard errors, {se['blocks']} blocks of {done[0]['block_days']} days: "
+                       + "  ".join(f"IS{key}/bq {se[key]['ratio']:.4f} +- {se[key]['ratio_se']:.4f}, cov{key} +- "
+                                   f"{se[key]['cov'][0]:.4f} [{' '.join(f'{v:.4f}' for v in se[key]['cov'][1:])}]"
+                                   for key in ("80", "95")))
 
 
 def _mean(values) -> float:
@@ -172,7 +215,7 @@ def main(symbols, timeframes, members, days, end, quick, design, folds, jobs, js
     click.echo(f"{len(rows)} pairs, {design} design, members {','.join(members)}, wall {time.perf_counter() - started:.0f} s")
     if json_out:
         with open(json_out, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            json.dump([{k: v for k, v in r.items() if k != "_rows"} for r in rows], fh, indent=1)
 
 
 if __name__ == "__main__":

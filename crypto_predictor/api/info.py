@@ -130,7 +130,9 @@ def models():
                        "two interval baselines around the naive point: baseline_quantile (quantiles of the trailing "
                        "30 days of returns) and baseline_static (of the whole training window). Interval rows: "
                        "coverage_80/95, interval_width_*, interval_score_80/95 (width + 2/alpha x miss distance, "
-                       "log-return units; lower is better), coverage_*_by_vol (low, middle, high volatility third). "
+                       "log-return units; lower is better), coverage_*_by_vol (low, middle, high volatility third), "
+                       "coverage_*_se (standard error of the coverage from blocks of consecutive rows: a coverage "
+                       "within about 2 of them of its level is as close as the rows can tell). "
                        "brier: Brier score of the direction probability (a coin flip scores 0.25); the served row "
                        "also has its 10-bin reliability table. The ETag changes with the version, the served "
                        "aliases and every newly realised prediction; max-age runs to the next candle's close.",

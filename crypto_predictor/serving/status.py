@@ -28,7 +28,8 @@ VERIFY_EVERY_SECONDS = 60  # prediction-log verification from history()/performa
 WALK_FORWARD_FIELDS = ("n", "mae", "rmse", "mase", "r2_oos", "directional_accuracy",
                        "top_decile_directional_accuracy", "coverage_80", "coverage_95", "interval_width_80",
                        "interval_width_95", "interval_score_80", "interval_score_95", "coverage_80_by_vol",
-                       "coverage_95_by_vol", "brier", "brier_n", "reliability_slope",
+                       "coverage_95_by_vol", "coverage_80_se", "coverage_95_se", "coverage_80_by_vol_se",
+                       "coverage_95_by_vol_se", "brier", "brier_n", "reliability_slope",
                        "base", "shrink")  # the last two: served forecast only (None for the kinds)
 SERVED_ONLY_FIELDS = ("reliability",)  # the 10-bin table, for the served forecast alone (it is long)
 

@@ -15,6 +15,13 @@ from crypto_predictor.confidence import direction_correct
 from crypto_predictor.errors import InvalidInput
 
 RELIABILITY_BINS = 10
+# Coverage's standard error from batch means: at most SE_BLOCKS contiguous blocks of rows, each at least
+# SE_BLOCK_HORIZONS horizons long (overlapping targets and volatility clusters make neighbouring misses
+# move together, so the binomial formula would claim several times the precision); fewer than
+# SE_MIN_BLOCKS blocks give no figure.
+SE_BLOCKS = 20
+SE_BLOCK_HORIZONS = 5
+SE_MIN_BLOCKS = 5
 
 
 def naive_forecast(n: int) -> np.ndarray:
@@ -39,6 +46,18 @@ def interval_score(y, lower, upper, alpha: float) -> np.ndarray:
     plus 2/alpha times the distance by which y falls outside; lower is better."""
     y, lower, upper = (np.asarray(v, dtype=float) for v in (y, lower, upper))
     return (upper - lower) + (2.0 / alpha) * (np.maximum(lower - y, 0.0) + np.maximum(y - upper, 0.0))
+
+
+def block_se(values, horizon: int = 1) -> float:
+    """Standard error of the mean of time-ordered ``values`` by batch means: the spread of the means of
+    contiguous blocks (SE_BLOCKS at most, each SE_BLOCK_HORIZONS x ``horizon`` rows at least) over
+    sqrt(blocks); NaN with fewer than SE_MIN_BLOCKS blocks."""
+    values = np.asarray(values, dtype=float)
+    blocks = min(SE_BLOCKS, len(values) // (SE_BLOCK_HORIZONS * max(int(horizon), 1)))
+    if blocks < SE_MIN_BLOCKS:
+        return math.nan
+    means = [b.mean() for b in np.array_split(values, blocks)]
+    return float(np.std(means, ddof=1) / math.sqrt(blocks))
 
 
 def vol_terciles(vol) -> np.ndarray:
@@ -94,7 +113,7 @@ def as_1d(name, values, n=None) -> np.ndarray:
 
 
 def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=None, confidence=None,
-            price=None, tercile=None) -> dict:
+            price=None, tercile=None, horizon: int = 1) -> dict:
     """Point, direction and interval metrics of log-return predictions.
 
     mase = mae / naive_mae (naive MAE = mean |y_true|; < 1 beats no-change); r2_oos =
@@ -105,7 +124,8 @@ def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=No
     the current price; with ``price`` also interval_width_<L>_price (price units).
     interval_score_<L>: mean ``interval_score`` (log-return units). ``tercile`` (``vol_terciles``):
     coverage_<L>_by_vol lists the coverage in the low, middle and high volatility third (n_by_vol
-    their rows). With ``confidence``: ``direction_scores`` (brier, reliability).
+    their rows). coverage_<L>_se (and _by_vol_se): its standard error (``block_se``, rows in time order,
+    ``horizon`` rows per target). With ``confidence``: ``direction_scores`` (brier, reliability).
     """
     y_true = as_1d("y_true", y_true)
     n = len(y_true)
@@ -140,49 +160,53 @@ def metrics(y_true, y_pred, lower80=None, upper80=None, lower95=None, upper95=No
     for level, lo, hi in ((0.8, lower80, upper80), (0.95, lower95, upper95)):
         key = level_key(level)
         if lo is None or hi is None:
-            out.update({f"coverage_{key}": math.nan, f"coverage_n_{key}": 0, f"interval_width_{key}": math.nan,
-                        f"interval_width_{key}_rel": math.nan, f"interval_score_{key}": math.nan})
+            out.update({f"coverage_{key}": math.nan, f"coverage_n_{key}": 0, f"coverage_{key}_se": math.nan,
+                        f"interval_width_{key}": math.nan, f"interval_width_{key}_rel": math.nan,
+                        f"interval_score_{key}": math.nan})
         else:
             out.update(_interval_metrics(y_true, level, as_1d(f"lower{key}", lo, n), as_1d(f"upper{key}", hi, n),
-                                         price, tercile))
+                                         price, tercile, horizon))
     return out
 
 
-def _interval_metrics(y_true, level: float, lo, hi, price, tercile) -> dict:
+def _interval_metrics(y_true, level: float, lo, hi, price, tercile, horizon: int) -> dict:
     key = level_key(level)
     ok = np.isfinite(lo) & np.isfinite(hi)
-    out = {f"coverage_{key}": math.nan, f"coverage_n_{key}": int(ok.sum()), f"interval_width_{key}": math.nan,
-           f"interval_width_{key}_rel": math.nan, f"interval_score_{key}": math.nan}
+    out = {f"coverage_{key}": math.nan, f"coverage_n_{key}": int(ok.sum()), f"coverage_{key}_se": math.nan,
+           f"interval_width_{key}": math.nan, f"interval_width_{key}_rel": math.nan, f"interval_score_{key}": math.nan}
     if not ok.any():
         return out
     inside = (y_true >= lo) & (y_true <= hi)
     rel = np.exp(hi[ok]) - np.exp(lo[ok])
-    out.update({f"coverage_{key}": float(np.mean(inside[ok])), f"interval_width_{key}": float(np.mean(hi[ok] - lo[ok])),
+    out.update({f"coverage_{key}": float(np.mean(inside[ok])), f"coverage_{key}_se": block_se(inside[ok], horizon),
+                f"interval_width_{key}": float(np.mean(hi[ok] - lo[ok])),
                 f"interval_width_{key}_rel": float(np.mean(rel)),
                 f"interval_score_{key}": float(np.mean(interval_score(y_true[ok], lo[ok], hi[ok], 1 - level)))})
     if price is not None:
         out[f"interval_width_{key}_price"] = float(np.mean(price[ok] * rel))
     if tercile is not None:
-        out[f"coverage_{key}_by_vol"] = [float(np.mean(inside[ok & (tercile == g)]))
-                                         if (ok & (tercile == g)).any() else math.nan for g in range(3)]
+        thirds = [inside[ok & (tercile == g)] for g in range(3)]
+        out[f"coverage_{key}_by_vol"] = [float(np.mean(t)) if len(t) else math.nan for t in thirds]
+        out[f"coverage_{key}_by_vol_se"] = [block_se(t, horizon) for t in thirds]
     return out
 
 
 def evaluate_predictions(y_true, y_pred, name: str = "model", intervals: dict | None = None,
                          confidence=None, naive_intervals: dict | None = None, price=None,
-                         baselines: dict | None = None, tercile=None) -> list[dict]:
+                         baselines: dict | None = None, tercile=None, horizon: int = 1) -> list[dict]:
     """Result-table rows: one for the model, one for "naive" (always present, never omitted), then
     one per baseline (``baselines``: name -> intervals around the naive point, training/baselines.py).
 
-    ``intervals`` / ``naive_intervals``: dicts with lower80, upper80, lower95, upper95 arrays.
+    ``intervals`` / ``naive_intervals``: dicts with lower80, upper80, lower95, upper95 arrays; rows in
+    time order, ``horizon`` rows per target (``metrics``).
     """
     y_true = as_1d("y_true", y_true)
     bounds = ("lower80", "upper80", "lower95", "upper95")
     pick = lambda d: {b: (d or {}).get(b) for b in bounds}  # noqa: E731
     naive = naive_forecast(len(y_true))
-    rows = [{"model": name, **metrics(y_true, y_pred, **pick(intervals), confidence=confidence, price=price,
-                                      tercile=tercile)},
-            {"model": "naive", **metrics(y_true, naive, **pick(naive_intervals), price=price, tercile=tercile)}]
+    common = {"price": price, "tercile": tercile, "horizon": horizon}
+    rows = [{"model": name, **metrics(y_true, y_pred, **pick(intervals), confidence=confidence, **common)},
+            {"model": "naive", **metrics(y_true, naive, **pick(naive_intervals), **common)}]
     for baseline, bounds_of in (baselines or {}).items():
-        rows.append({"model": baseline, **metrics(y_true, naive, **pick(bounds_of), price=price, tercile=tercile)})
+        rows.append({"model": baseline, **metrics(y_true, naive, **pick(bounds_of), **common)})
     return rows

@@ -48,7 +48,8 @@ RESULT_FIELDS = ("symbol", "timeframe", "model", "n", "mae", "rmse", "mase", "di
 # Kept in the JSON too: they say how many rows the coverage figures rest on.
 EXTRA_FIELDS = ("coverage_n_80", "coverage_n_95", "interval_width_95", "r2_oos", "interval_score_80",
                 "interval_score_95", "brier", "brier_n", "reliability_slope", "coverage_80_by_vol",
-                "coverage_95_by_vol", "n_by_vol")
+                "coverage_95_by_vol", "n_by_vol", "coverage_80_se", "coverage_95_se", "coverage_80_by_vol_se",
+                "coverage_95_by_vol_se")
 
 
 # ---------------------------------------------------------------- bundles and pairs
@@ -291,7 +292,7 @@ def evaluate_pair(bundle: Bundle, store, asset: str, timeframe: str, start=None,
         model_row, *references = evaluate_predictions(
             result.y_true, kr.y_pred, kind, intervals={b: kr.intervals.get(b) for b in bounds},
             confidence=kr.confidence, naive_intervals={b: naive_iv.get(b) for b in bounds}, price=result.close,
-            baselines=baselines, tercile=tercile)
+            baselines=baselines, tercile=tercile, horizon=pair.horizon)
         result.rows.append(_result_row(asset, timeframe, model_row))
     result.rows += [_result_row(asset, timeframe, row) for row in references]
     return result

@@ -28,6 +28,7 @@ from crypto_predictor.datasets import BAR_HOURS, Dataset
 from crypto_predictor.errors import InsufficientData, InvalidInput
 from crypto_predictor.models import EnsembleModel, get_model_class, inverse_mse_weights
 from crypto_predictor.registry.artifacts import SERVED, base_kind, calibration_state, write_calibration
+from crypto_predictor.training.metrics import interval_score
 from crypto_predictor.training.skill_gate import gated_predictions, shrink_factor
 from crypto_predictor.training.walk_forward import backtest
 from crypto_predictor.volatility import HarVolatility
@@ -84,6 +85,9 @@ class PairResult:
     files: list = field(default_factory=list)
     kinds: list = field(default_factory=list)  # kinds saved
     design: str = "pair"  # "pair": models of this asset alone; "global": pooled over many assets
+    # The served forecast's rows (``served_rows``): what figures pooled over many assets are made of
+    # (bench_skill's standard errors); never written to files.
+    served_rows: pd.DataFrame | None = None
 
 
 def expand_kinds(model: str) -> tuple:
@@ -325,11 +329,31 @@ def _served(base_bt, ds: Dataset, n_folds: int, min_train: int, conformal, scale
                   conformal=conformal, scale=scale, name=SERVED, price=ds.close.to_numpy(), splits=splits,
                   rows_per_day=_rows_per_day(ds))
     shrink, t = shrink_factor(preds["y_true"], preds["y_pred"], ds.horizon)
+    result.served_rows = served_rows(bt.predictions)
     result.summary[SERVED] = {**bt.summary[0], "base": base, "shrink": shrink}
     result.folds[SERVED] = [{**row, **gate} for row, gate in zip(bt.folds, per_fold)]
     result.seconds[SERVED] = time.perf_counter() - started
     return _calibration_state(bt, conformal, scale, ds) | {"base": base, "shrink": shrink, "t": round(t, 3),
                                                            "shrink_by_fold": per_fold}
+
+
+def served_rows(preds: pd.DataFrame) -> pd.DataFrame:
+    """Per served row (indexed by open time): inside80 / inside95 (1 / 0, NaN without an interval),
+    is80 / is95 (its interval score) and bq_is80 / bq_is95 (``baseline_quantile``'s, NaN where either
+    has no interval), and the volatility tercile; in small types, since a run of many assets holds
+    every pair's."""
+    y = preds["y_true"].to_numpy()
+    column = lambda name: preds[name].to_numpy() if name in preds else np.full(len(preds), np.nan)  # noqa: E731
+    out = {}
+    for key, alpha in (("80", 0.2), ("95", 0.05)):
+        lo, hi = column(f"lower{key}"), column(f"upper{key}")
+        b_lo, b_hi = column(f"baseline_lower{key}"), column(f"baseline_upper{key}")
+        has, both = np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo + hi + b_lo + b_hi)
+        out[f"inside{key}"] = np.where(has, (y >= lo) & (y <= hi), np.nan).astype(np.float32)
+        out[f"is{key}"] = np.where(both, interval_score(y, lo, hi, alpha), np.nan).astype(np.float32)
+        out[f"bq_is{key}"] = np.where(both, interval_score(y, b_lo, b_hi, alpha), np.nan).astype(np.float32)
+    return pd.DataFrame({**out, "tercile": preds["tercile"].to_numpy().astype(np.int8)},
+                        index=pd.DatetimeIndex(preds["index"]))
 
 
 @dataclass

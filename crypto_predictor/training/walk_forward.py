@@ -63,9 +63,10 @@ class BacktestResult:
     """Everything a walk-forward run produced, all out-of-sample.
 
     ``predictions``: one row per test row (position, index label, fold, y_true, y_pred,
-    lower/upper per level, n_history, error_scale, confidence, score, and scale when
-    normalised). ``summary``: model and naive rows over rows with intervals where relevant;
-    ``n_without_interval`` rows lacked enough known errors.
+    lower/upper per level, n_history, error_scale, confidence, score, scale when normalised,
+    tercile: the row's volatility third, ``vol_terciles``, -1 where unknown, and baseline_lower80 ..
+    baseline_upper95: ``baseline_quantile``'s bounds on the row). ``summary``: model and naive rows
+    over rows with intervals where relevant; ``n_without_interval`` rows lacked enough known errors.
     """
 
     folds: list[dict]
@@ -128,7 +129,7 @@ def _baselines(y_arr, pos, splits, horizon: int, levels, window: int, reference:
             "baseline_static": on_rows_of(static_baseline(y_arr, pos, splits, horizon, levels), reference)}
 
 
-def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -> list[dict]:
+def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence, horizon: int) -> list[dict]:
     folds = []
     for k, (tr, te) in enumerate(splits):
         m = fold == k
@@ -136,7 +137,8 @@ def _fold_rows(splits, timings, fold, y_true, y_pred, iv_kw: dict, confidence) -
                "train_end": int(tr[-1]) if len(tr) else None, "test_start": int(te[0]),
                "test_end": int(te[-1]), "n_train": len(tr), "fit_seconds": timings[k][0],
                "predict_seconds": timings[k][1]}
-        row.update(metrics(y_true[m], y_pred[m], **{b: v[m] for b, v in iv_kw.items()}, confidence=confidence[m]))
+        row.update(metrics(y_true[m], y_pred[m], **{b: v[m] for b, v in iv_kw.items()}, confidence=confidence[m],
+                           horizon=horizon))
         row.pop("reliability")  # the table is the summary's: per fold it would only grow the manifest
         folds.append(row)
     return folds
@@ -199,12 +201,15 @@ def backtest(make_model, X, y, horizon: int, n_folds: int, min_train: int, test_
     price_arr = None if price_full is None else price_full[pos]
     vol = prediction_volatility(sc, price_full, horizon, pos)
     tercile = None if vol is None else vol_terciles(vol)
+    preds["tercile"] = -1 if tercile is None else tercile
     baselines = _baselines(y_arr, pos, splits, horizon, [lv for lv in conformal.levels if lv in (0.8, 0.95)],
                            BASELINE_DAYS * int(rows_per_day), iv_kw)
+    for bound, values in baselines["baseline_quantile"].items():
+        preds[f"baseline_{bound}"] = values
     summary = evaluate_predictions(y_true, y_pred, name, intervals=iv_kw, confidence=confidence,
                                    naive_intervals={b: naive_iv[b] for b in iv_kw}, price=price_arr,
-                                   baselines=baselines, tercile=tercile)
+                                   baselines=baselines, tercile=tercile, horizon=horizon)
     no_iv = ~np.isfinite(iv[bounds[0]]) if bounds else np.zeros(len(pos), bool)
-    return BacktestResult(folds=_fold_rows(splits, timings, fold, y_true, y_pred, iv_kw, confidence),
+    return BacktestResult(folds=_fold_rows(splits, timings, fold, y_true, y_pred, iv_kw, confidence, horizon),
                           predictions=preds, summary=summary, n_without_interval=int(no_iv.sum()),
                           conformal=conformal, calibrator=calibrator)

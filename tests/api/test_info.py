@@ -92,6 +92,7 @@ def test_model_performance(client, quick_bundle):
     calls = [row for kind, row in rows.items() if row["brier_n"]]
     assert calls and all(0 <= row["brier"] <= 1 for row in calls)
     assert len(served["coverage_80_by_vol"]) == 3 and "reliability" not in rows["naive"]
+    assert served["coverage_80_se"] > 0 and len(served["coverage_95_by_vol_se"]) == 3
     assert_error(client.get("/api/v1/models/performance/v999"), 404, "model_not_found")
 
 

@@ -106,6 +106,9 @@ def test_out_of_sample_json(trained, tmp_path):
     served = rows["served"]  # conditional coverage: per third of volatility at prediction time
     assert len(served["coverage_80_by_vol"]) == 3 and sum(served["n_by_vol"]) == expected_n
     assert all(0.0 <= c <= 1.0 for c in served["coverage_80_by_vol"] + served["coverage_95_by_vol"])
+    # how far the coverage could be off by chance: more for a third of the rows than for all of them
+    assert 0.0 < served["coverage_80_se"] < 0.2 and len(served["coverage_80_by_vol_se"]) == 3
+    assert all(se > served["coverage_80_se"] for se in served["coverage_80_by_vol_se"])
     model = rows["xgboost"]
     assert model["mase"] == pytest.approx(model["mae"] / model["naive_mae"])
     assert 0.0 <= model["directional_accuracy"] <= 1.0

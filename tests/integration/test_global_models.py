@@ -65,9 +65,23 @@ def test_one_model_per_kind_shared_by_every_asset(bundle):
             inodes = {(models / version / rel.replace("bitcoin/", f"{a}/", 1)).stat().st_ino for a in ASSETS}
             assert len(inodes) == 1, rel
     # Each asset keeps its own gate, intervals and ensemble weights.
+    compared = 0
     for r in results:
         assert r.summary["served"]["mase"] <= 1.0 and r.summary["naive"]["mase"] == pytest.approx(1.0)
         assert r.features == results[0].features and set(r.context) == set(GLOBAL_CONTEXT)
+        # the served rows behind its coverage, which figures pooled over assets read (bench_skill)
+        rows, served = r.served_rows, r.summary["served"]
+        assert len(rows) == served["n"] and rows.index.is_monotonic_increasing
+        assert rows["inside80"].mean() == pytest.approx(served["coverage_80"])
+        assert rows["inside80"].count() == served["coverage_n_80"] and set(rows["tercile"]) <= {-1, 0, 1, 2}
+        # interval scores on the rows the served forecast and baseline_quantile both have
+        both = rows["bq_is80"].notna()
+        assert both.sum() == r.summary["baseline_quantile"]["coverage_n_80"] and rows["is80"].notna().eq(both).all()
+        if both.any():  # a young asset's test rows may all lack the baseline's 30 days
+            compared += 1
+            assert rows["bq_is80"].mean() == pytest.approx(r.summary["baseline_quantile"]["interval_score_80"],
+                                                           rel=1e-5)
+    assert compared >= 2
 
 
 def test_a_short_history_asset_is_served_by_the_global_model(bundle, store_url):

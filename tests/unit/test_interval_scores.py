@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from crypto_predictor.training.baselines import BASELINES, quantile_baseline, static_baseline
-from crypto_predictor.training.metrics import direction_scores, interval_score, metrics, vol_terciles
+from crypto_predictor.training.metrics import block_se, direction_scores, interval_score, metrics, vol_terciles
 from crypto_predictor.training.walk_forward import backtest, walk_forward_splits
 from tests.support.synthetic import garch_returns
 
@@ -21,6 +21,29 @@ def test_interval_score_by_hand():
     row = metrics(y, np.zeros(3), lower80=lower, upper80=upper)
     assert row["interval_score_80"] == pytest.approx((2 + 7 + 12) / 3)
     assert row["coverage_80"] == pytest.approx(1 / 3) and math.isnan(row["interval_score_95"])
+
+
+def test_coverage_standard_error_counts_runs_of_misses():
+    rng = np.random.default_rng(5)
+    independent = (rng.random(20_000) < 0.8).astype(float)
+    binomial = math.sqrt(0.8 * 0.2 / len(independent))
+    assert 0.6 * binomial < block_se(independent) < 1.6 * binomial
+    # the same hit rate in runs of 100 rows (overlapping targets, volatility clusters): far less known
+    runs = np.repeat(independent[:200], 100)
+    assert block_se(runs, horizon=20) > 4 * binomial
+    # blocks must span 5 horizons: 100 rows of 30-row targets give no figure rather than a false one
+    assert math.isnan(block_se(independent[:100], horizon=30))
+
+
+def test_metrics_report_the_coverage_standard_error_overall_and_per_third():
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal(3000)
+    bound = np.full(3000, 1.2816)  # the central 80% of N(0, 1)
+    row = metrics(y, np.zeros(3000), lower80=-bound, upper80=bound, tercile=np.arange(3000) % 3, horizon=1)
+    assert abs(row["coverage_80"] - 0.8) < 3 * row["coverage_80_se"]
+    assert row["coverage_80_se"] == pytest.approx(math.sqrt(0.16 / 3000), rel=0.4)
+    assert all(se > row["coverage_80_se"] for se in row["coverage_80_by_vol_se"])  # a third has a third of the rows
+    assert math.isnan(row["coverage_95_se"])  # no 95% bounds given
 
 
 class Zero:
