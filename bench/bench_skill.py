@@ -4,7 +4,8 @@ Trains every (asset, timeframe) exactly as ``train_model.py`` would (``training.
 nothing written), in parallel, and prints per pair the served forecast's MASE, direction,
 top-decile direction and coverage, the shrinkage factor the skill gate kept, the ensemble's and
 the best kind's MASE, and seconds; then per timeframe how many pairs the served forecast keeps at
-or below MASE 1.000. Uses the store in DATABASE_URL (ingest the shared CSVs first).
+or below MASE 1.000, the interval scores and coverage against the baselines, and their standard errors
+pooled over the pairs (``_pooled_se``). Uses the store in DATABASE_URL (ingest the shared CSVs first).
 
     .venv/bin/python -m bench.bench_skill [--symbol all] [--timeframe 24h ...] [--members linear,xgboost]
         [--design pair|global] [--folds own|calendar]
@@ -120,7 +121,7 @@ def _pooled_se(done: list[dict]) -> dict:
         ratio = float(np.mean(served.sum(1) / base.sum(1)))
         left_out = np.mean((served.sum(1)[:, None] - served) / (base.sum(1)[:, None] - base), axis=0)
         n = len(left_out)
-        se = float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2))) if n >= MIN_BLOCKS else float("nan")
+        se = float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2))) if n >= MIN_BLOCKS else np.nan
         out[key] = {"cov": cov, "ratio": ratio, "ratio_se": se}
     return out
 
