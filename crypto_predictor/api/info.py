@@ -141,10 +141,10 @@ def models():
 def model_performance(model_version: str):
     started = time.perf_counter()
     service = get_service()
-    token, newest = service.performance_token(model_version)
+    token, newest, source = service.performance_token(model_version)
     note(version=token[0])
     return conditional(etag("performance", *token), next_candle_max_age(newest, service.now()),
-                       build=lambda: _ok(service.performance(model_version), started))
+                       build=lambda: _ok(service.performance(model_version, source), started))
 
 
 @bp.get("/symbols")

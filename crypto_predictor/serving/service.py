@@ -367,8 +367,8 @@ class PredictionService:
     def versions(self) -> dict:
         return self.status.versions()
 
-    def performance(self, version) -> dict:
-        return self.status.performance(version)
+    def performance(self, version, source: tuple | None = None) -> dict:
+        return self.status.performance(version, source)
 
     def performance_token(self, version) -> tuple:
         return self.status.performance_token(version)

@@ -78,10 +78,13 @@ class StatusReports:
         return served, resolved, bundle.manifest if bundle is not None else svc.model_store.load_manifest(resolved)
 
     def performance_token(self, version) -> tuple:
-        """(what ``performance(version)`` is made of, the oldest newest-candle time of its assets): the
-        version and its manifest, the served aliases (the A/B block), and the realised rows of the log."""
+        """(what ``performance(version)`` is made of, the oldest newest-candle time of its assets, the
+        version as resolved): the token holds the version and its manifest, the served aliases (the A/B
+        block), and the realised rows of the log. Passing the third item to ``performance`` builds the
+        body from the same resolution: one manifest read, and no alias switch between tag and body."""
         svc = self.service
-        served, resolved, manifest = self._manifest(version)
+        source = self._manifest(version)
+        served, resolved, manifest = source
         live = None
         if svc.log is not None:
             self._verify_log()
@@ -92,11 +95,12 @@ class StatusReports:
         latest = svc.data.latest(manifest.get("assets") or []) if manifest.get("assets") else {}
         known = [t for t in latest.values() if t is not None]
         token = (resolved, manifest.get("created_at"), sorted(served.aliases.items()), svc.ab_share, live)
-        return token, min(known) if known else None
+        return token, min(known) if known else None, source
 
-    def performance(self, version) -> dict:
+    def performance(self, version, source: tuple | None = None) -> dict:
+        """Walk-forward and live figures of ``version``; ``source``: ``performance_token``'s third item."""
         svc = self.service
-        served, resolved, manifest = self._manifest(version)
+        served, resolved, manifest = self._manifest(version) if source is None else source
         overall = (manifest.get("metrics") or {}).get("overall") or {}
         walk_forward = {asset: {tf: {kind: _walk_forward_row(kind, row) for kind, row in kinds.items()}
                                 for tf, kinds in tfs.items()} for asset, tfs in overall.items()}

@@ -85,10 +85,14 @@ class DaskFanout(_Closing):
     kind = "dask"
 
     def __init__(self, address: str, client=None):
+        import dask
         from distributed import Client
 
         self.address = address
-        self.client = client if client is not None else Client(address, timeout="20s")
+        # Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT, 30 s unless set) bounds the wait
+        # for an unreachable scheduler.
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+        self.client = client if client is not None else Client(address, timeout=timeout)
         self._own = client is None
         self.ran_on: dict = {}  # worker pid -> tasks it returned (a test checks where they ran)
 

@@ -117,7 +117,7 @@ def test_performance_is_conditional_until_a_prediction_is_realised(make_app, qui
     assert first.cache_control.max_age == UNTIL_NEXT_CLOSE
     calls = []
     original = service.performance
-    monkeypatch.setattr(service, "performance", lambda v: calls.append(v) or original(v))
+    monkeypatch.setattr(service, "performance", lambda v, source=None: calls.append(v) or original(v, source))
     same = client.get("/api/v1/models/performance/production", headers={"If-None-Match": first.headers["ETag"]})
     assert same.status_code == 304 and calls == []  # decided before the report is built
     with service.store.engine.begin() as conn:  # the verify job realises the logged prediction
@@ -127,3 +127,26 @@ def test_performance_is_conditional_until_a_prediction_is_realised(make_app, qui
     assert moved.status_code == 200 and moved.headers["ETag"] != first.headers["ETag"] and calls == ["production"]
     assert moved.get_json()["data"]["live"][0]["n"] >= 1
     assert client.get("/api/v1/models/performance/v999").status_code == 404
+
+
+def test_performance_of_an_unserved_version_reads_its_manifest_once(make_app, quick_bundle, tmp_path, monkeypatch):
+    import shutil
+
+    from crypto_predictor.registry.aliases import set_alias
+
+    models = tmp_path / "models"
+    shutil.copytree(quick_bundle.models_dir, models)
+    set_alias(models, "challenger", quick_bundle.production)  # the challenger's version is served no more
+    app = make_app(MODELS_DIR=str(models))
+    client, service = app.test_client(), app.extensions["prediction_service"].service
+    reads = []
+    original = service.model_store.load_manifest
+    monkeypatch.setattr(service.model_store, "load_manifest", lambda v: reads.append(v) or original(v))
+    first = client.get(f"/api/v1/models/performance/{quick_bundle.challenger}")
+    assert first.status_code == 200 and first.get_json()["data"]["version"] == quick_bundle.challenger
+    assert reads == [quick_bundle.challenger]  # the ETag's read builds the body too
+    same = client.get(f"/api/v1/models/performance/{quick_bundle.challenger}",
+                      headers={"If-None-Match": first.headers["ETag"]})
+    assert same.status_code == 304 and len(reads) == 2
+    reads.clear()
+    assert client.get("/api/v1/models/performance/production").status_code == 200 and reads == []  # loaded

@@ -127,11 +127,16 @@ def test_the_cli_trains_through_the_scheduler_and_names_it(store_url, cluster, t
 
 
 def test_an_unreachable_scheduler_is_one_error_line(store_url, tmp_path):
+    import dask
+
     from tests.support.servers import free_port
 
-    result = CliRunner().invoke(cli, ["train", "--symbol", "bitcoin", "--timeframe", "24h", "--model", "linear",
-                                      "--quick", "--models-dir", str(tmp_path)],
-                                env={"DATABASE_URL": store_url, "DASK_SCHEDULER_ADDRESS": f"tcp://127.0.0.1:{free_port()}"})
-    assert result.exit_code == 1
+    started = time.monotonic()
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # what the DASK_ variable sets
+        result = CliRunner().invoke(cli, ["train", "--symbol", "bitcoin", "--timeframe", "24h", "--model", "linear",
+                                          "--quick", "--models-dir", str(tmp_path)],
+                                    env={"DATABASE_URL": store_url,
+                                         "DASK_SCHEDULER_ADDRESS": f"tcp://127.0.0.1:{free_port()}"})
+    assert result.exit_code == 1 and time.monotonic() - started < 15  # the configured wait, not Dask's 30 s
     assert "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.output
     assert "Traceback" not in result.output
