@@ -190,6 +190,15 @@ class Skill(BaseModel):
                                                 "direction the served forecast called right (a no-change call "
                                                 "counts one half)")
     n: int = Field(ge=0, description="Out-of-sample rows these figures rest on")
+    coverage_80: Optional[float] = Field(None, ge=0, le=1, description="Share of out-of-sample outcomes inside the "
+                                         "served 80% interval (null: no interval was made)")
+    coverage_95: Optional[float] = Field(None, ge=0, le=1, description="The same for the 95% interval")
+    interval_score_ratio_80: Optional[float] = Field(None, ge=0, description="Interval score of the served 80% "
+                                                     "interval (width + 2/alpha x miss distance) over that of "
+                                                     "baseline_quantile (the trailing 30 days' quantiles of "
+                                                     "returns around no-change) on the same walk-forward; below "
+                                                     "1: sharper than that simple baseline")
+    interval_score_ratio_95: Optional[float] = Field(None, ge=0, description="The same for the 95% interval")
 
 
 class PredictionData(BaseModel):

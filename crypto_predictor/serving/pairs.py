@@ -37,6 +37,9 @@ from crypto_predictor.registry.catalog import open_bundle
 from crypto_predictor.sentiment_features import uses_sentiment
 
 LEVELS = ("80", "95")
+# The manifest row of the simple interval baseline the skill block compares with (training/baselines.py,
+# which serving may not import).
+QUANTILE_BASELINE = "baseline_quantile"
 UNSERVED_METRICS = ("folds", "train_seconds")  # manifest metrics only training, evaluation and plots read
 
 
@@ -241,14 +244,24 @@ class LoadedBundle:
         return found
 
 
-def skill_of(row: dict | None) -> dict | None:
-    """What the app sees of a walk-forward row: MASE vs naive, whether it beats naive, direction, rows."""
+def _figure(value) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 6)
+
+
+def skill_of(row: dict | None, baseline: dict | None = None) -> dict | None:
+    """What the app sees of a walk-forward row: MASE vs naive, whether it beats naive, direction, rows,
+    and how its intervals did: coverage, and interval score over ``baseline``'s (the
+    ``baseline_quantile`` row: trailing 30-day quantiles around no-change; below 1 is sharper)."""
     if not row or row.get("mase") is None:
         return None
     mase = float(row["mase"])
-    accuracy = row.get("directional_accuracy")
-    return {"mase": round(mase, 6), "beats_naive": bool(mase < 1.0),
-            "direction_accuracy": None if accuracy is None else round(float(accuracy), 6), "n": int(row.get("n") or 0)}
+    out = {"mase": round(mase, 6), "beats_naive": bool(mase < 1.0),
+           "direction_accuracy": _figure(row.get("directional_accuracy")), "n": int(row.get("n") or 0)}
+    for key in ("80", "95"):
+        score, simple = row.get(f"interval_score_{key}"), (baseline or {}).get(f"interval_score_{key}")
+        ratio = score / simple if score is not None and simple else None
+        out |= {f"coverage_{key}": _figure(row.get(f"coverage_{key}")), f"interval_score_ratio_{key}": _figure(ratio)}
+    return out
 
 
 def beats_coin_flip(row: dict | None) -> bool:
@@ -295,7 +308,7 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
         features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=base,
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
-        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row),
+        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row, rows.get(QUANTILE_BASELINE)),
         confident=beats_coin_flip(served_row))
 
 

@@ -24,13 +24,20 @@ def assert_skill(data, quick_bundle):
     """``skill``: the served forecast's walk-forward row of the manifest, as the app sees it."""
     from crypto_predictor.registry.bundle import load_manifest
 
-    row = load_manifest(f"{quick_bundle.models_dir}/{data['model_version']}")["metrics"]["overall"][
-        data["symbol"]][data["timeframe"]]["served"]
+    rows = load_manifest(f"{quick_bundle.models_dir}/{data['model_version']}")["metrics"]["overall"][
+        data["symbol"]][data["timeframe"]]
+    row, baseline = rows["served"], rows["baseline_quantile"]
     skill = data["skill"]
-    assert set(skill) == {"mase", "beats_naive", "direction_accuracy", "n"}
+    assert set(skill) == {"mase", "beats_naive", "direction_accuracy", "n", "coverage_80", "coverage_95",
+                          "interval_score_ratio_80", "interval_score_ratio_95"}
     assert skill["mase"] == pytest.approx(row["mase"], abs=1e-6) and skill["n"] == row["n"] > 0
     assert skill["beats_naive"] is (row["mase"] < 1.0)
     assert skill["direction_accuracy"] == pytest.approx(row["directional_accuracy"], abs=1e-6)
+    for key in ("80", "95"):  # what the intervals did walk-forward, against the simple quantile baseline
+        assert skill[f"coverage_{key}"] == pytest.approx(row[f"coverage_{key}"], abs=1e-6)
+        assert 0 < skill[f"coverage_{key}"] <= 1
+        ratio = row[f"interval_score_{key}"] / baseline[f"interval_score_{key}"]
+        assert skill[f"interval_score_ratio_{key}"] == pytest.approx(ratio, abs=1e-6) and ratio > 0
 
 
 def _predict(client, body, **kw):

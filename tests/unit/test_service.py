@@ -119,9 +119,15 @@ def test_predict_returns_every_field_consistently(service, trained):
     assert 0.0 <= data["confidence"] <= 1.0
     metrics = load_manifest(models / "v1")["metrics"]["overall"]["bitcoin"]["24h"]
     assert data["model_accuracy"] == pytest.approx(metrics["ensemble"]["directional_accuracy"])
-    served = metrics["served"]
+    served, simple = metrics["served"], metrics["baseline_quantile"]
     assert data["skill"] == {"mase": pytest.approx(served["mase"]), "beats_naive": served["mase"] < 1.0,
-                             "direction_accuracy": pytest.approx(served["directional_accuracy"]), "n": served["n"]}
+                             "direction_accuracy": pytest.approx(served["directional_accuracy"]), "n": served["n"],
+                             "coverage_80": pytest.approx(served["coverage_80"]),
+                             "coverage_95": pytest.approx(served["coverage_95"]),
+                             "interval_score_ratio_80": pytest.approx(served["interval_score_80"]
+                                                                      / simple["interval_score_80"]),
+                             "interval_score_ratio_95": pytest.approx(served["interval_score_95"]
+                                                                      / simple["interval_score_95"])}
 
 
 def test_serving_features_and_prediction_match_training_on_full_history(service, trained):
@@ -491,6 +497,20 @@ def test_a_stored_candle_the_features_refuse_is_our_fault_not_the_clients(traine
     with pytest.raises(DataUnavailable, match="stored candles cannot be used") as err:
         make_service(trained, models_copy, store=store).predict("BTC", "1h")
     assert err.value.http_status == 503 and err.value.code == "data_unavailable"
+
+
+def test_skill_reports_interval_figures_only_where_the_rows_have_them():
+    from crypto_predictor.serving.pairs import skill_of
+
+    served = {"mase": 1.0, "n": 900, "directional_accuracy": 0.5, "coverage_80": 0.81, "coverage_95": float("nan"),
+              "interval_score_80": 0.03, "interval_score_95": 0.05}
+    skill = skill_of(served, {"interval_score_80": 0.04, "interval_score_95": 0.0})
+    assert skill["coverage_80"] == 0.81 and skill["interval_score_ratio_80"] == pytest.approx(0.75)
+    assert skill["coverage_95"] is None and skill["interval_score_ratio_95"] is None  # NaN and a zero baseline
+    old = skill_of({"mase": 0.99, "n": 10})  # a bundle from before the interval scores
+    assert old["beats_naive"] and old["direction_accuracy"] is None
+    assert [old[f"{k}_{level}"] for k in ("coverage", "interval_score_ratio") for level in ("80", "95")] == [None] * 4
+    assert skill_of({"n": 10}) is None
 
 
 def test_confidence_is_a_coin_flip_unless_the_walk_forward_brier_beat_one(trained, models_copy):
