@@ -106,10 +106,16 @@ def test_the_overview_shows_versions_figures_and_flags_below_the_retrain_thresho
         assert f'id="{section}"' in html
 
 
-def test_a_pair_page_shows_the_contributions_of_the_latest_prediction(client):
+def test_a_pair_page_shows_the_contributions_of_the_latest_prediction(client, quick_bundle):
+    from crypto_predictor.registry.bundle import load_manifest
+
     html = client.get("/dashboard/pair/bitcoin/1h", headers=BEARER).get_data(as_text=True)
     rows = re.findall(r'<rect class="mark bar', html)
     assert 1 <= len(rows) <= 8 and 'id="contributions"' in html
+    shown = float(re.search(r'id="wf-interval-ratio">([0-9.]+)<', html).group(1))  # the skill block's figure
+    walk = load_manifest(f"{quick_bundle.models_dir}/{quick_bundle.production}")["metrics"]["overall"]["bitcoin"]["1h"]
+    assert shown == pytest.approx(walk["served"]["interval_score_80"] / walk["baseline_quantile"]["interval_score_80"],
+                                  abs=5e-4)
 
 
 @pytest.mark.parametrize("path,status", [("/dashboard/pair/NOTACOIN/1h", 404), ("/dashboard/pair/bitcoin/2h", 400),
