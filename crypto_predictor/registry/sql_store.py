@@ -32,6 +32,7 @@ from crypto_predictor.errors import BundleIntegrityError, CryptoPredictorError, 
     ModelStoreUnavailable
 from crypto_predictor.registry.aliases import ALIASES, alias_stack, check_alias, current_user
 from crypto_predictor.registry.bundle import relpath, verify_bundle
+from crypto_predictor.registry.catalog import Summaries, listing_row
 from crypto_predictor.registry.versions import MANIFEST, version_dirs, version_number
 from crypto_predictor.storage.engine import make_engine
 from crypto_predictor.storage.tables import (MODEL_STORE_TABLES, metadata, model_alias_history, model_aliases,
@@ -55,6 +56,7 @@ class SqlStore:
         self.root = Path(root)
         self.engine = engine if engine is not None else make_engine(url)
         self._created = False
+        self._summaries = Summaries()
 
     def describe(self) -> str:
         return f"shared store {public_url(self.url)} (local copies in {self.root.name}/)"
@@ -253,28 +255,36 @@ class SqlStore:
             raise self._not_found(f"unknown model version or alias {version_or_alias!r}")
         return name
 
-    def list_versions(self, verify: bool = False) -> list[dict]:
-        """As ``catalog.list_versions``: pushed versions with created_at, headline metrics and aliases."""
+    def list_versions(self, verify: bool = False, metrics: bool = True) -> list[dict]:
+        """As ``catalog.list_versions``: pushed versions with created_at, headline metrics and aliases.
+        Without ``metrics`` a version's row is read once per manifest (by its sha256)."""
         aliases = self.aliases()
+        memo = not (metrics or verify)
         with self._db() as conn:
-            rows = conn.execute(select(model_versions.c.version, model_versions.c.manifest)
-                                .where(model_versions.c.state == "ready")).all()
+            known = dict(conn.execute(select(model_versions.c.version, model_versions.c.manifest_sha256)
+                                      .where(model_versions.c.state == "ready")).all())
+            wanted = [v for v in known if not (memo and self._summaries.has(v, known[v]))]
+            texts = dict(conn.execute(select(model_versions.c.version, model_versions.c.manifest)
+                                      .where(model_versions.c.version.in_(wanted))).all()) if wanted else {}
         out = []
-        for version, text in sorted(rows, key=lambda r: version_number(r[0])):
-            row = {"version": version, "path": str(self.root / version), "created_at": None, "metrics": {},
-                   "assets": [], "timeframes": [], "kinds": [], "status": "ok",
-                   "aliases": [a for a in ALIASES if aliases.get(a) == version]}
-            try:
-                manifest = verify_bundle(self.fetch(version)) if verify else json.loads(text)
-            except (BundleIntegrityError, ValueError) as exc:
-                row["status"] = getattr(exc, "message", str(exc))
-            else:
-                overall = (manifest.get("metrics") or {}).get("overall")
-                row.update(created_at=manifest.get("created_at"), metrics=overall if isinstance(overall, dict) else {},
-                           assets=manifest.get("assets") or [], timeframes=manifest.get("timeframes") or [],
-                           kinds=manifest.get("kinds") or [])
-            out.append(row)
+        for version in sorted(known, key=version_number):
+            read = lambda v=version: self._row(v, texts.get(v), {} if memo else aliases, verify, metrics)  # noqa: E731
+            if not memo:
+                out.append(read())
+                continue
+            row = self._summaries.row(version, known[version], read)
+            out.append({**row, "aliases": [a for a in ALIASES if aliases.get(a) == version]})
+        if memo:
+            self._summaries.keep_only(known)
         return out
+
+    def _row(self, version: str, text: str | None, aliases: dict, verify: bool, metrics: bool) -> dict:
+        try:
+            manifest = verify_bundle(self.fetch(version)) if verify else json.loads(text or "")
+        except (BundleIntegrityError, ValueError) as exc:
+            return listing_row(version, self.root / version, aliases, problem=getattr(exc, "message", str(exc)),
+                               metrics=metrics)
+        return listing_row(version, self.root / version, aliases, manifest, metrics=metrics)
 
     def load_manifest(self, version_or_alias: str) -> dict:
         """A pushed version's manifest, from its row (nothing pulled; hashes are checked by ``fetch``)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from crypto_predictor.config import Config
 from crypto_predictor.registry import aliases as _aliases
 from crypto_predictor.registry.bundle import load_manifest
-from crypto_predictor.registry.catalog import list_versions
+from crypto_predictor.registry.catalog import Summaries, list_versions
 from crypto_predictor.registry.versions import allocate_version, available_versions, models_root
 
 
@@ -24,6 +24,7 @@ class LocalStore:
 
     def __init__(self, root):
         self.root = Path(root)
+        self._summaries = Summaries()
 
     def describe(self) -> str:
         return f"local store {self.root.name}/"
@@ -43,8 +44,8 @@ class LocalStore:
     def available_versions(self) -> list[str]:
         return available_versions(self.root)
 
-    def list_versions(self, verify: bool = False) -> list[dict]:
-        return list_versions(self.root, verify=verify)
+    def list_versions(self, verify: bool = False, metrics: bool = True) -> list[dict]:
+        return list_versions(self.root, verify=verify, metrics=metrics, summaries=self._summaries)
 
     def load_manifest(self, version: str) -> dict:
         return load_manifest(self.fetch(version))

@@ -46,10 +46,13 @@ class StatusReports:
         self.service = service
         self._verified = -math.inf
 
-    def versions(self) -> dict:
+    def versions(self, metrics: bool = True) -> dict:
+        """Every version, aliases and what is served; ``metrics``: with each version's overall metrics
+        (without, each version is read once, not on every call: the dashboard lists them per view)."""
         svc = self.service
         served = svc.snapshot()
-        rows = [{k: v for k, v in row.items() if k != "path"} for row in svc.model_store.list_versions()]
+        rows = [{k: v for k, v in row.items() if k != "path"}
+                for row in svc.model_store.list_versions(metrics=metrics)]
         aliases, problem = svc.model_store.read_aliases()
         return {"versions": rows, "aliases": aliases, "serving": dict(served.aliases),
                 "loaded": svc.models.loaded(), "alias_problem": problem}

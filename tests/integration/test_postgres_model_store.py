@@ -7,7 +7,8 @@ import pytest
 
 from crypto_predictor.registry.sql_store import SqlStore
 from tests.unit.test_model_store import (  # noqa: F401  (collected here, against PostgreSQL)
-    test_a_different_bundle_under_a_taken_name_is_refused, test_a_tampered_local_copy_is_refused_before_an_alias_moves,
+    test_a_different_bundle_under_a_taken_name_is_refused, test_a_listing_without_metrics_reads_each_manifest_once,
+    test_a_tampered_local_copy_is_refused_before_an_alias_moves,
     test_a_version_pushed_on_one_host_is_fetched_verified_on_another, test_alias_switch_history_and_rollback,
     test_an_altered_blob_is_refused_and_nothing_is_left_behind,
     test_an_altered_manifest_row_or_a_path_outside_the_copy_is_refused,

@@ -74,6 +74,32 @@ def test_a_version_pushed_on_one_host_is_fetched_verified_on_another(store, tmp_
     assert [r["version"] for r in other.list_versions()] == [version]
 
 
+def test_a_listing_without_metrics_reads_each_manifest_once(store, monkeypatch):
+    import json
+
+    from crypto_predictor.registry import catalog, sql_store
+
+    first = make_bundle(store)
+    reads = []
+    for module in (catalog, sql_store):
+        monkeypatch.setattr(module, "listing_row", lambda version, *a, _read=module.listing_row, **k:
+                            reads.append(version) or _read(version, *a, **k))
+    rows = store.list_versions(metrics=False)
+    assert [r["version"] for r in rows] == [first] and rows[0]["assets"] == ["bitcoin"] and "metrics" not in rows[0]
+    second = make_bundle(store)
+    store.set_alias("production", first)
+    rows = store.list_versions(metrics=False)
+    assert reads == [first, second]  # the first version's manifest was not read again
+    assert [r["aliases"] for r in rows] == [["production"], []]  # aliases are read on every call
+    assert store.list_versions()[0]["metrics"] == {"bitcoin": {"1h": {"linear": {"mase": 0.99}}}}
+    assert reads[2:] == [first, second]  # with metrics nothing is kept
+    if isinstance(store, LocalStore):  # a manifest rewritten in place is read again
+        path = store.root / first / "manifest.json"
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps({**manifest, "assets": ["bitcoin", "ethereum"]}))
+        assert store.list_versions(metrics=False)[0]["assets"] == ["bitcoin", "ethereum"]
+
+
 def test_identical_files_are_stored_once(tmp_path, shared_url):
     store = SqlStore(shared_url, tmp_path / "copies")
     make_bundle(store)
