@@ -308,8 +308,8 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
         features=list(pair.features), context=list(pair.context), data_end=pair.data_end, kind=base,
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
-        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink, skill=skill_of(served_row, rows.get(QUANTILE_BASELINE)),
-        confident=beats_coin_flip(served_row))
+        model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink,
+        skill=skill_of(served_row, rows.get(QUANTILE_BASELINE)), confident=beats_coin_flip(served_row))
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
