@@ -1,15 +1,17 @@
 """What listing the model store costs as versions pile up: /api/v1/models and the dashboard overview.
 
 N copies of one manifest (``--manifest``: a real bundle's manifest.json) in a temporary local store;
-printed: milliseconds per listing with every version's metrics (what /api/v1/models answers), and
-without them (what the dashboard overview shows), the first call and the calls after it, which reuse
-each version's row while its manifest file is unchanged.
+printed: milliseconds per listing with every version's overall metrics (what /api/v1/models answered
+before 2026-12-04; ``deploy_model.py --list`` still reads them), and with each pair's headline alone
+(what /api/v1/models and the dashboard overview list now), the first call and the calls after it,
+which reuse each version's row while its manifest file is unchanged; and the JSON size of each listing.
 
     .venv/bin/python -m bench.bench_versions --manifest improved_models/v1/manifest.json [--versions 10 --versions 50]
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import tempfile
@@ -37,7 +39,8 @@ def _ms(fn, repeat: int) -> float:
 def main(manifest, counts, repeat):
     text = Path(manifest).read_bytes()
     print(f"manifest {len(text) / 1e6:.2f} MB")
-    print(f"{'versions':>8}  {'metrics ms':>10}  {'first ms':>8}  {'after ms':>8}  ratio")
+    print(f"{'versions':>8}  {'metrics ms':>10}  {'first ms':>8}  {'after ms':>8}  ratio  {'metrics MB':>10}  "
+          f"{'headline MB':>11}")
     for count in counts:
         root = Path(tempfile.mkdtemp(prefix="cp-versions-"))
         try:
@@ -48,7 +51,9 @@ def main(manifest, counts, repeat):
             full = _ms(lambda: store.list_versions(), repeat)
             first = _ms(lambda: store.list_versions(metrics=False), 1)
             after = _ms(lambda: store.list_versions(metrics=False), repeat)
-            print(f"{count:>8}  {full:>10.1f}  {first:>8.1f}  {after:>8.2f}  {full / after:.0f}x")
+            sizes = [len(json.dumps(store.list_versions(metrics=m))) / 1e6 for m in (True, False)]
+            print(f"{count:>8}  {full:>10.1f}  {first:>8.1f}  {after:>8.2f}  {full / after:>4.0f}x  {sizes[0]:>10.2f}  "
+                  f"{sizes[1]:>11.3f}")
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

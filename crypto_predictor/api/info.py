@@ -118,6 +118,11 @@ def sentiment(query: SentimentQuery):
 
 @bp.get("/models")
 @operation(summary="Model versions with creation time, aliases and headline metrics", tags=("models",),
+           description="versions[] has each version's created_at, assets, timeframes, kinds, aliases, status and "
+                       "skill[asset][timeframe]: the served forecast's walk-forward headline, as /predict's skill "
+                       "block (mase against no-change, beats_naive, direction_accuracy, n, coverage_80/95, "
+                       "interval_score_ratio_80/95 over baseline_quantile). Every figure of every kind is at "
+                       "/models/performance/{model_version}.",
            response=Generic)
 def models():
     started = time.perf_counter()

@@ -25,11 +25,11 @@ from crypto_predictor.calibration import RollingConformal
 from crypto_predictor.confidence import DirectionCalibrator
 from crypto_predictor.datasets import bar_for, horizon_rows
 from crypto_predictor.errors import BundleIntegrityError, InvalidInput, ModelNotFound
+from crypto_predictor.registry.headline import SERVED  # noqa: F401  (defined where listings read it)
 from crypto_predictor.timeutil import to_utc
 
 PAIR_FILE = "pair.json"
 CALIBRATION_FILE = "calibration.json"
-SERVED = "served"  # not a model kind: the gated forecast of a pair (no model files)
 MODEL_META = "model.json"  # models.base.META_FILE: written by every kind's save()
 
 

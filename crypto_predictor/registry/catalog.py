@@ -7,6 +7,7 @@ import threading
 from crypto_predictor.errors import BundleIntegrityError
 from crypto_predictor.registry.aliases import ALIASES, read_aliases, resolve_version
 from crypto_predictor.registry.bundle import Bundle, load_manifest, verify_bundle
+from crypto_predictor.registry.headline import headline
 from crypto_predictor.registry.versions import MANIFEST, available_versions, models_root
 
 
@@ -21,24 +22,26 @@ def open_bundle(models_dir, version_or_alias: str) -> Bundle:
 def listing_row(version: str, path, aliases: dict, manifest: dict | None = None, problem: str | None = None,
                 metrics: bool = True) -> dict:
     """One version as ``list_versions`` lists it (both stores): its aliases, and from its manifest the
-    creation time, assets, timeframes, kinds and (``metrics``) the overall metrics; ``problem``: why
-    the bundle cannot be loaded."""
+    creation time, assets, timeframes, kinds, each pair's ``skill`` (``headline``) and (``metrics``)
+    the overall metrics; ``problem``: why the bundle cannot be loaded."""
     row = {"version": version, "path": str(path), "created_at": None, **({"metrics": {}} if metrics else {}),
-           "assets": [], "timeframes": [], "kinds": [], "status": "ok" if problem is None else problem,
+           "skill": {}, "assets": [], "timeframes": [], "kinds": [], "status": "ok" if problem is None else problem,
            "aliases": [a for a in ALIASES if aliases.get(a) == version]}
     if problem is None and manifest is not None:
+        found = manifest.get("metrics")
+        overall = found.get("overall") if isinstance(found, dict) else None
+        overall = overall if isinstance(overall, dict) else {}
         row.update(created_at=manifest.get("created_at"), assets=manifest.get("assets") or [],
-                   timeframes=manifest.get("timeframes") or [], kinds=manifest.get("kinds") or [])
+                   timeframes=manifest.get("timeframes") or [], kinds=manifest.get("kinds") or [],
+                   skill=headline(overall))
         if metrics:
-            found = manifest.get("metrics")
-            overall = found.get("overall") if isinstance(found, dict) else None
-            row["metrics"] = overall if isinstance(overall, dict) else {}
+            row["metrics"] = overall
     return row
 
 
 class Summaries:
     """Listing rows without metrics, per version, kept while what they were read from is unchanged: a full
-    production manifest is about 1 MB of JSON, and the dashboard lists every version on each view."""
+    production manifest is about 1.5 MB of JSON, and /api/v1/models and the dashboard list every version."""
 
     def __init__(self):
         self._held: dict[str, tuple] = {}

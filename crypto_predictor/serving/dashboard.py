@@ -119,7 +119,7 @@ def overview(service) -> dict:
         runs = {}
     return {"production": production, "challenger": challenger, "ab_share": service.ab_share,
             "created_at": bundle.manifest.get("created_at") if bundle else None,
-            "versions": service.versions(metrics=False)["versions"],
+            "versions": service.versions()["versions"],
             "alias_history": service.model_store.history()[-10:][::-1],
             "rows": rows, "freshness": _freshness(service, sorted({a for a, _ in pairs})), "jobs": runs,
             "thresholds": limits, "window": {"since": iso(since), "until": iso(until)}}

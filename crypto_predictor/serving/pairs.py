@@ -34,12 +34,10 @@ from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidI
 from crypto_predictor.features import SERVING_ROWS, make_target
 from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, StoredResiduals, bundle_pairs, read_pair
 from crypto_predictor.registry.catalog import open_bundle
+from crypto_predictor.registry.headline import pair_skill
 from crypto_predictor.sentiment_features import uses_sentiment
 
 LEVELS = ("80", "95")
-# The manifest row of the simple interval baseline the skill block compares with (training/baselines.py,
-# which serving may not import).
-QUANTILE_BASELINE = "baseline_quantile"
 UNSERVED_METRICS = ("folds", "train_seconds")  # manifest metrics only training, evaluation and plots read
 
 
@@ -244,26 +242,6 @@ class LoadedBundle:
         return found
 
 
-def _figure(value) -> float | None:
-    return None if value is None or not math.isfinite(float(value)) else round(float(value), 6)
-
-
-def skill_of(row: dict | None, baseline: dict | None = None) -> dict | None:
-    """What the app sees of a walk-forward row: MASE vs naive, whether it beats naive, direction, rows,
-    and how its intervals did: coverage, and interval score over ``baseline``'s (the
-    ``baseline_quantile`` row: trailing 30-day quantiles around no-change; below 1 is sharper)."""
-    if not row or row.get("mase") is None:
-        return None
-    mase = float(row["mase"])
-    out = {"mase": round(mase, 6), "beats_naive": bool(mase < 1.0),
-           "direction_accuracy": _figure(row.get("directional_accuracy")), "n": int(row.get("n") or 0)}
-    for key in ("80", "95"):
-        score, simple = row.get(f"interval_score_{key}"), (baseline or {}).get(f"interval_score_{key}")
-        ratio = score / simple if score is not None and simple else None
-        out |= {f"coverage_{key}": _figure(row.get(f"coverage_{key}")), f"interval_score_ratio_{key}": _figure(ratio)}
-    return out
-
-
 def beats_coin_flip(row: dict | None) -> bool:
     """Whether a walk-forward row's direction probability scored a Brier below 0.25 (a coin flip's).
     Rows from bundles trained before the Brier score was kept have no verdict: True, as before."""
@@ -309,7 +287,7 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
         model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink,
-        skill=skill_of(served_row, rows.get(QUANTILE_BASELINE)), confident=beats_coin_flip(served_row))
+        skill=pair_skill(rows, base), confident=beats_coin_flip(served_row))
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:

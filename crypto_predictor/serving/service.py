@@ -364,8 +364,8 @@ class PredictionService:
         bundle = served.bundles.get(version)
         return version, {} if bundle is None else bundle.manifest
 
-    def versions(self, metrics: bool = True) -> dict:
-        return self.status.versions(metrics)
+    def versions(self) -> dict:
+        return self.status.versions()
 
     def performance(self, version, source: tuple | None = None) -> dict:
         return self.status.performance(version, source)

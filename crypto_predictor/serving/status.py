@@ -46,13 +46,13 @@ class StatusReports:
         self.service = service
         self._verified = -math.inf
 
-    def versions(self, metrics: bool = True) -> dict:
-        """Every version, aliases and what is served; ``metrics``: with each version's overall metrics
-        (without, each version is read once, not on every call: the dashboard lists them per view)."""
+    def versions(self) -> dict:
+        """Every version with each pair's headline (``registry.headline``), the aliases and what is served.
+        A version's row is read once per manifest, not per call: a full manifest is about 1.5 MB (its
+        every figure is at /models/performance/<version>)."""
         svc = self.service
         served = svc.snapshot()
-        rows = [{k: v for k, v in row.items() if k != "path"}
-                for row in svc.model_store.list_versions(metrics=metrics)]
+        rows = [{k: v for k, v in row.items() if k != "path"} for row in svc.model_store.list_versions(metrics=False)]
         aliases, problem = svc.model_store.read_aliases()
         return {"versions": rows, "aliases": aliases, "serving": dict(served.aliases),
                 "loaded": svc.models.loaded(), "alias_problem": problem}

@@ -70,10 +70,20 @@ def test_query_integers_are_read_strictly(client):
 
 
 def test_models_lists_versions_with_aliases(client, quick_bundle):
+    from crypto_predictor.registry.bundle import load_manifest
+
     body = client.get("/api/v1/models").get_json()
     assert body["status"] == "success"
     text = str(body["data"])
     assert quick_bundle.production in text and quick_bundle.challenger in text and "production" in text
+    row = next(r for r in body["data"]["versions"] if r["version"] == quick_bundle.production)
+    assert row["aliases"] == ["production"] and "metrics" not in row  # every figure: /models/performance
+    rows = load_manifest(f"{quick_bundle.models_dir}/{quick_bundle.production}")["metrics"]["overall"]["bitcoin"]["1h"]
+    skill = row["skill"]["bitcoin"]["1h"]  # /predict's skill block of the pair
+    assert set(row["skill"]) == {"bitcoin", "ethereum"} and set(row["skill"]["bitcoin"]) == {"1h", "24h"}
+    assert skill["mase"] == pytest.approx(rows["served"]["mase"]) and skill["n"] == rows["served"]["n"]
+    assert skill["interval_score_ratio_80"] == pytest.approx(
+        rows["served"]["interval_score_80"] / rows["baseline_quantile"]["interval_score_80"])
 
 
 def test_model_performance(client, quick_bundle):

@@ -86,6 +86,7 @@ def test_a_listing_without_metrics_reads_each_manifest_once(store, monkeypatch):
                             reads.append(version) or _read(version, *a, **k))
     rows = store.list_versions(metrics=False)
     assert [r["version"] for r in rows] == [first] and rows[0]["assets"] == ["bitcoin"] and "metrics" not in rows[0]
+    assert rows[0]["skill"] == {}  # no served forecast's row in this manifest: no headline
     second = make_bundle(store)
     store.set_alias("production", first)
     rows = store.list_versions(metrics=False)

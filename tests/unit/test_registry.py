@@ -471,3 +471,21 @@ def test_models_dir_defaults_to_config(tmp_path, monkeypatch):
         writer.finalize()
     assert writer.path == tmp_path / "store" / "v1"
     assert open_bundle(None, "v1").version == "v1"
+
+
+def test_the_headline_is_each_pairs_served_skill_and_skips_what_it_cannot_read():
+    from crypto_predictor.registry.headline import headline
+
+    served = {"mase": 1.0, "n": 500, "directional_accuracy": 0.5, "coverage_80": 0.8, "coverage_95": 0.95,
+              "interval_score_80": 0.02, "interval_score_95": 0.03}
+    overall = {"bitcoin": {"1h": {"served": served, "baseline_quantile": {"interval_score_80": 0.025,
+                                                                          "interval_score_95": 0.04},
+                                  "linear": {"mase": 0.9}},
+                           "24h": {"linear": {"mase": 0.97}}},  # no served row: left out
+               "ethereum": "not a table"}
+    found = headline(overall)
+    assert list(found) == ["bitcoin"] and list(found["bitcoin"]) == ["1h"]
+    assert found["bitcoin"]["1h"]["mase"] == 1.0 and not found["bitcoin"]["1h"]["beats_naive"]
+    assert found["bitcoin"]["1h"]["interval_score_ratio_80"] == pytest.approx(0.8)
+    assert found["bitcoin"]["1h"]["interval_score_ratio_95"] == pytest.approx(0.75)
+    assert headline(None) == {} and headline([1, 2]) == {}

@@ -500,7 +500,7 @@ def test_a_stored_candle_the_features_refuse_is_our_fault_not_the_clients(traine
 
 
 def test_skill_reports_interval_figures_only_where_the_rows_have_them():
-    from crypto_predictor.serving.pairs import skill_of
+    from crypto_predictor.registry.headline import skill_of
 
     served = {"mase": 1.0, "n": 900, "directional_accuracy": 0.5, "coverage_80": 0.81, "coverage_95": float("nan"),
               "interval_score_80": 0.03, "interval_score_95": 0.05}
