@@ -33,11 +33,10 @@ def skill_of(row: dict | None, baseline: dict | None = None) -> dict | None:
     return out
 
 
-def pair_skill(rows: dict, base: str | None = None) -> dict | None:
-    """``skill_of`` a pair's metrics rows (kind -> row): the served forecast's, else ``base``'s (bundles
-    from before the served row)."""
+def pair_skill(rows) -> dict | None:
+    """``skill_of`` the served forecast's row among a pair's metrics rows (kind -> row)."""
     rows = rows if isinstance(rows, dict) else {}
-    served = rows.get(SERVED) or (rows.get(base) if base else None)
+    served = rows.get(SERVED)
     return skill_of(served if isinstance(served, dict) else None, rows.get(QUANTILE_BASELINE))
 
 

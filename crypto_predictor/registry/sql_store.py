@@ -268,11 +268,11 @@ class SqlStore:
                                       .where(model_versions.c.version.in_(wanted))).all()) if wanted else {}
         out = []
         for version in sorted(known, key=version_number):
-            read = lambda v=version: self._row(v, texts.get(v), {} if memo else aliases, verify, metrics)  # noqa: E731
             if not memo:
-                out.append(read())
+                out.append(self._row(version, texts.get(version), aliases, verify, metrics))
                 continue
-            row = self._summaries.row(version, known[version], read)
+            row = self._summaries.row(version, known[version],
+                                      lambda v=version: self._row(v, texts.get(v), {}, False, False))
             out.append({**row, "aliases": [a for a in ALIASES if aliases.get(a) == version]})
         if memo:
             self._summaries.keep_only(known)

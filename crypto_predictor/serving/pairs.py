@@ -34,7 +34,7 @@ from crypto_predictor.errors import BundleIntegrityError, DataNotFound, InvalidI
 from crypto_predictor.features import SERVING_ROWS, make_target
 from crypto_predictor.registry.artifacts import PAIR_FILE, SERVED, StoredResiduals, bundle_pairs, read_pair
 from crypto_predictor.registry.catalog import open_bundle
-from crypto_predictor.registry.headline import pair_skill
+from crypto_predictor.registry.headline import QUANTILE_BASELINE, skill_of
 from crypto_predictor.sentiment_features import uses_sentiment
 
 LEVELS = ("80", "95")
@@ -287,7 +287,7 @@ def load_pair(bundle, asset: str, timeframe: str) -> ServingPair:
         model=art.load_model(), conformal=art.conformal, calibrator=art.calibrator, stored_times=stored.times,
         stored_residuals=stored.values, stored_scales=stored.scales,
         model_accuracy=None if accuracy is None else float(accuracy), shrink=art.shrink,
-        skill=pair_skill(rows, base), confident=beats_coin_flip(served_row))
+        skill=skill_of(served_row, rows.get(QUANTILE_BASELINE)), confident=beats_coin_flip(served_row))
 
 
 def load_bundle(models_dir, version: str, warm_up: bool = True) -> LoadedBundle:
